@@ -1,0 +1,213 @@
+"""The node's core vocabulary, shared by the bus and the engine.
+
+A task travels as :class:`TaskInputs` (the three decoded input samples, joined by task id) and
+leaves as :class:`TaskOutput` (the typed form of one ``CO2FootprintImpl``). The bus never looks
+inside a task beyond its id; the engine never sees DDS. Both meet through :class:`TaskHandler`.
+
+:func:`error_output` is the one place where a failure becomes a published result (PROTOCOL.md K1-K3):
+zeros, ``mode: "error"``, an ``error`` message and an ``extra_data`` that the orchestrator accepts.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from carbon_node.bus.types import HWResourceImpl, MLModelImpl, UserInputImpl
+
+__all__ = [
+    "CarbonNodeError",
+    "Lane",
+    "TaskHandler",
+    "TaskId",
+    "TaskInputs",
+    "TaskOutput",
+    "decode_extra_data",
+    "encode_extra_data",
+    "error_output",
+    "base_extra_data",
+    "coerce_num_outputs",
+]
+
+NO_MODEL = "NO_MODEL"
+
+
+class CarbonNodeError(Exception):
+    """Root of every error the node raises on purpose; its message is shown to users as is."""
+
+
+@dataclass(frozen=True, order=True)
+class TaskId:
+    """SustainML task identity. ``{0, 0}`` is invalid on the wire (upstream rejects it)."""
+
+    problem_id: int
+    iteration_id: int
+
+    @property
+    def is_valid(self) -> bool:
+        return not (self.problem_id == 0 and self.iteration_id == 0)
+
+    def __str__(self) -> str:
+        return f"{self.problem_id}.{self.iteration_id}"
+
+
+class Lane(enum.Enum):
+    """Where a task runs: measurements one at a time, everything else without waiting."""
+
+    FAST = "fast"
+    MEASURE = "measure"
+
+
+@dataclass(frozen=True)
+class TaskInputs:
+    """The three inputs of one task, as decoded from the wire (any may be missing on failure paths)."""
+
+    task_id: TaskId
+    ml_model: MLModelImpl | None = None
+    user_input: UserInputImpl | None = None
+    hw: HWResourceImpl | None = None
+
+    @property
+    def missing(self) -> list[str]:
+        """Names of the inputs not yet received, in PROTOCOL.md topic order."""
+        names = (("ml_model", self.ml_model), ("hw_resources", self.hw), ("user_input", self.user_input))
+        return [name for name, value in names if value is None]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    """One ``CO2FootprintImpl`` in typed form.
+
+    ``carbon_g`` is grams CO2e, ``energy_kwh`` kWh, ``grid_ci_g_per_kwh`` gCO2e/kWh, ``extra_data`` the
+    JSON object published as UTF-8 bytes. ``node_error`` asks the runtime to publish NODE_ERROR
+    instead of NODE_IDLE after this task (upstream's callback contract).
+    """
+
+    task_id: TaskId
+    carbon_g: float
+    energy_kwh: float
+    grid_ci_g_per_kwh: float
+    extra_data: Mapping[str, Any] = field(default_factory=dict)
+    node_error: bool = False
+
+    @property
+    def mode(self) -> str:
+        return str(self.extra_data.get("mode", ""))
+
+    def extra_data_bytes(self) -> bytes:
+        return encode_extra_data(self.extra_data)
+
+
+class TaskHandler(Protocol):
+    """What the bus runtime calls for each task. Implementations must not raise from ``fail``."""
+
+    def lane(self, inputs: TaskInputs) -> Lane:
+        """Which lane the complete task runs on (cheap, must not block)."""
+
+    def handle(self, inputs: TaskInputs) -> TaskOutput:
+        """Compute the output of a complete task. May raise; the runtime turns it into an error output."""
+
+    def fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
+        """The error output for a task that cannot be computed (incomplete, evicted, crashed)."""
+
+
+def decode_extra_data(raw: bytes | Sequence[int] | None) -> tuple[dict[str, Any], str | None]:
+    """Decode an ``extra_data`` octet sequence as a UTF-8 JSON object (F1).
+
+    Returns the object (empty when absent or unusable) and a problem description, or None when the
+    bytes were empty or a valid object. Never raises.
+    """
+    if not raw:
+        return {}, None
+    try:
+        data = bytes(raw)
+    except (TypeError, ValueError):
+        return {}, "extra_data is not a byte sequence"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return {}, f"extra_data is not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    if not text.strip():
+        return {}, None
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        return {}, f"extra_data is not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return {}, f"extra_data is JSON {type(value).__name__}, expected an object"
+    return value, None
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace non-finite floats (not valid JSON) by None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def encode_extra_data(extra: Mapping[str, Any]) -> bytes:
+    """Encode ``extra_data`` as upstream does (``json.dumps`` default ASCII escaping), always valid JSON."""
+    return json.dumps(_json_safe(extra), allow_nan=False, default=str).encode("utf-8")
+
+
+def coerce_num_outputs(value: Any) -> int:
+    """F1: the orchestrator needs an integer >= 1; anything else becomes 1 (or the nearest valid int)."""
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return max(1, min(value, 2**31 - 1))
+    if isinstance(value, float) and math.isfinite(value):
+        return max(1, min(int(value), 2**31 - 1))
+    if isinstance(value, str):
+        try:
+            return coerce_num_outputs(int(value.strip()))
+        except ValueError:
+            return 1
+    return 1
+
+
+def base_extra_data(model_name: str, user_extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The upstream keys of the output ``extra_data`` (PROTOCOL.md 7.4 step 1, with F1).
+
+    ``num_outputs`` comes from the user's ``extra_data`` coerced to an int >= 1; ``model_restrains`` is
+    the current model first, then the user's list, de-duplicated keeping the first occurrence.
+    """
+    num_outputs = 1
+    if "num_outputs" in user_extra and user_extra["num_outputs"] != "":
+        num_outputs = coerce_num_outputs(user_extra["num_outputs"])
+    restrains: list[Any] = [model_name]
+    user_list = user_extra.get("model_restrains")
+    if isinstance(user_list, (list, tuple)):
+        restrains.extend(item for item in user_list if isinstance(item, (str, int, float, bool)) or item is None)
+    elif isinstance(user_list, str) and user_list:
+        restrains.append(user_list)
+    merged: list[Any] = []
+    for item in restrains:
+        if item not in merged:
+            merged.append(item)
+    return {"num_outputs": num_outputs, "model_restrains": merged}
+
+
+def error_output(inputs: TaskInputs, message: str, **extra: Any) -> TaskOutput:
+    """The published result of a task that failed: zeros, ``mode: "error"`` and ``error`` text."""
+    model_name = inputs.ml_model.model if inputs.ml_model is not None else ""
+    user_extra: dict[str, Any] = {}
+    if inputs.user_input is not None:
+        user_extra, _ = decode_extra_data(inputs.user_input.extra_data)
+    data = base_extra_data(model_name, user_extra)
+    data.update(extra)
+    data["mode"] = "error"
+    data["error"] = message
+    return TaskOutput(inputs.task_id, 0.0, 0.0, 0.0, data)

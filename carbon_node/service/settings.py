@@ -1,0 +1,308 @@
+"""One settings model for the whole node: defaults < TOML file < environment < command-line flags.
+
+Every field names its environment variable explicitly: the upstream variables keep their names and
+meaning (``SUSTAINML_DOMAIN_ID``, ``SUSTAINML_GRID_CI``, ``CT_TARGET_SECONDS``, ``SUSTAINML_LATENCY_UNIT``),
+new ones use the ``CARBON_NODE_`` prefix. A TOML file uses the field names as keys. Every setting has
+its unit in its name or description.
+
+:func:`load_settings` validates all layers at once and raises :class:`SettingsError` with one line
+naming the setting, the value and what is allowed; the CLI turns it into exit status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from carbon_node.core import CarbonNodeError
+
+__all__ = ["Settings", "SettingsError", "LoadedSettings", "load_settings", "env_name", "default_state_dir"]
+
+APP_NAME = "carbon-node"
+
+
+class SettingsError(CarbonNodeError):
+    """An invalid setting: the message names the setting, the value and what is allowed."""
+
+
+def _field(default: Any, env: str, description: str, **constraints: Any) -> Any:
+    """A settings field read from ``env`` (exact, case-sensitive) or its own name in a TOML file."""
+    return Field(
+        default,
+        description=description,
+        validation_alias=AliasChoices(env),
+        json_schema_extra={"env": env},
+        **constraints,
+    )
+
+
+def default_state_dir() -> Path:
+    """systemd's ``$STATE_DIRECTORY`` (first entry), else ``$XDG_STATE_HOME/carbon-node``, else ``~/.local/state``."""
+    systemd = os.environ.get("STATE_DIRECTORY", "")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / APP_NAME
+
+
+def default_cache_dir() -> Path:
+    """systemd's ``$CACHE_DIRECTORY`` (first entry), else ``$XDG_CACHE_HOME/carbon-node``, else ``~/.cache``."""
+    systemd = os.environ.get("CACHE_DIRECTORY", "")
+    if systemd:
+        return Path(systemd.split(":")[0])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / APP_NAME
+
+
+class Settings(BaseSettings):
+    """The node's effective configuration. Field names carry units; see each description."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        extra="forbid",
+        populate_by_name=True,
+        validate_default=True,
+        frozen=True,
+    )
+
+    # Bus
+    domain_id: int = _field(0, "SUSTAINML_DOMAIN_ID", "DDS domain id (0-232), as every SustainML node", ge=0, le=232)
+    bus: Literal["auto", "cyclone", "sustainml"] = _field(
+        "auto", "CARBON_NODE_BUS", "DDS binding: cyclone, the upstream sustainml_py bindings, or auto (upstream if importable)"
+    )
+    input_timeout_s: float = _field(
+        900.0, "CARBON_NODE_INPUT_TIMEOUT_S", "seconds a task may wait for its missing inputs before an error output", gt=0
+    )
+    max_pending_tasks: int = _field(
+        500, "CARBON_NODE_MAX_PENDING_TASKS", "incomplete tasks kept at once (count); the oldest is answered with an error", ge=1
+    )
+    # Estimation
+    window_s: float = _field(
+        1.0, "CT_TARGET_SECONDS", "measurement window in seconds of forward passes (upstream CT_TARGET_SECONDS)", gt=0, le=3600
+    )
+    grid_ci_g_per_kwh: float = _field(
+        0.0, "SUSTAINML_GRID_CI", "fixed grid carbon intensity in gCO2e/kWh; 0 resolves it per task", ge=0, le=5000
+    )
+    latency_unit: Literal["h", "s", "ms"] = _field(
+        "h", "SUSTAINML_LATENCY_UNIT", "unit of HWResource.latency: h (upstream default), s or ms"
+    )
+    per_inference: Literal["hw_latency", "measured"] = _field(
+        "hw_latency",
+        "CARBON_NODE_PER_INFERENCE",
+        "what the output doubles carry: hw_latency (upstream scaling) or measured (window energy / forward passes)",
+    )
+    live_intensity: bool = _field(
+        False, "CARBON_NODE_LIVE_INTENSITY", "ask carbontracker's live intensity providers (network) before the world average"
+    )
+    live_intensity_timeout_s: float = _field(
+        5.0, "CARBON_NODE_LIVE_INTENSITY_TIMEOUT_S", "seconds a live intensity lookup may take", gt=0, le=60
+    )
+    electricitymaps_api_key: str = _field(
+        "", "CARBON_NODE_ELECTRICITYMAPS_API_KEY", "API key for carbontracker's Electricity Maps provider (secret; never logged)"
+    )
+    # Measurement worker
+    device: Literal["auto", "cpu", "cuda"] = _field(
+        "auto", "CARBON_NODE_DEVICE", "where models run: cuda when available (auto), or forced"
+    )
+    task_timeout_s: float = _field(
+        75.0, "CARBON_NODE_TASK_TIMEOUT_S", "seconds one measurement (load + window) may take before the worker is replaced", gt=0
+    )
+    model_load_timeout_s: float = _field(
+        10.0, "CARBON_NODE_MODEL_LOAD_TIMEOUT_S", "seconds to resolve a model id that is not available locally", gt=0
+    )
+    measure_cache_ttl_s: float = _field(
+        3600.0, "CARBON_NODE_MEASURE_CACHE_TTL_S", "seconds a measurement is reused for the same model; 0 disables", ge=0
+    )
+    model_cache_max_models: int = _field(
+        4, "CARBON_NODE_MODEL_CACHE_MAX_MODELS", "loaded models kept in the worker (count)", ge=0
+    )
+    model_cache_max_mb: float = _field(
+        2048.0, "CARBON_NODE_MODEL_CACHE_MAX_MB", "parameter memory of loaded models kept in the worker (MiB)", ge=0
+    )
+    max_model_mb: float = _field(
+        4096.0, "CARBON_NODE_MAX_MODEL_MB", "largest model the worker will build (parameter MiB, from its config)", gt=0
+    )
+    trust_remote_code: bool = _field(
+        False, "CARBON_NODE_TRUST_REMOTE_CODE", "allow models that execute code from their repository (off: it runs foreign code)"
+    )
+    sim_cpu_tdp_w: float | None = _field(
+        None, "CARBON_NODE_SIM_CPU_TDP_W", "simulated CPU power in W for carbontracker (tests, demos); unset measures", gt=0
+    )
+    sim_cpu_util: float | None = _field(
+        None, "CARBON_NODE_SIM_CPU_UTIL", "simulated CPU utilisation (0-1) with CARBON_NODE_SIM_CPU_TDP_W", ge=0, le=1
+    )
+    # Service
+    state_dir: Path = _field(
+        None, "CARBON_NODE_STATE_DIR", "journal and per-task scratch; default $STATE_DIRECTORY or the user's state dir"
+    )
+    cache_dir: Path = _field(
+        None, "CARBON_NODE_CACHE_DIR", "model cache; default $CACHE_DIRECTORY or the user's cache dir"
+    )
+    journal: bool = _field(True, "CARBON_NODE_JOURNAL", "persist answered tasks and answer replays from them")
+    journal_max_tasks: int = _field(
+        100_000, "CARBON_NODE_JOURNAL_MAX_TASKS", "answered tasks kept in the journal (count)", ge=1
+    )
+    journal_retention_s: float = _field(
+        30 * 86400.0, "CARBON_NODE_JOURNAL_RETENTION_S", "seconds an answered task is kept in the journal", gt=0
+    )
+    shutdown_timeout_s: float = _field(
+        30.0, "CARBON_NODE_SHUTDOWN_TIMEOUT_S", "seconds a running measurement may finish after SIGTERM before it is aborted", ge=0
+    )
+    log_format: Literal["auto", "console", "json"] = _field(
+        "auto", "CARBON_NODE_LOG_FORMAT", "console on a terminal, JSON otherwise (auto), or forced"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = _field("info", "CARBON_NODE_LOG_LEVEL", "log threshold")
+    metrics_port: int | None = _field(
+        None, "CARBON_NODE_METRICS_PORT", "TCP port for Prometheus metrics on 127.0.0.1; unset disables", ge=1, le=65535
+    )
+    metrics_host: str = _field("127.0.0.1", "CARBON_NODE_METRICS_HOST", "address the metrics endpoint binds")
+
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _default_state_dir(cls, value: Any) -> Any:
+        return default_state_dir() if value in (None, "") else value
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _default_cache_dir(cls, value: Any) -> Any:
+        return default_cache_dir() if value in (None, "") else value
+
+    @field_validator("sim_cpu_tdp_w", "sim_cpu_util", "metrics_port", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def simulated_power(self) -> bool:
+        return self.sim_cpu_tdp_w is not None
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as JSON-ready values, secrets masked (for ``describe`` and ``config show``)."""
+        data = self.model_dump(mode="json")
+        if data.get("electricitymaps_api_key"):
+            data["electricitymaps_api_key"] = "***"
+        return data
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Layers are merged by load_settings so that it can say where each value came from.
+        return (init_settings,)
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable of a setting."""
+    extra = Settings.model_fields[field_name].json_schema_extra
+    assert isinstance(extra, dict)
+    return str(extra["env"])
+
+
+class LoadedSettings:
+    """Effective settings plus the layer each value came from (default, file, env or flag)."""
+
+    def __init__(self, settings: Settings, sources: Mapping[str, str], config_file: Path | None) -> None:
+        self.settings = settings
+        self.sources = dict(sources)
+        self.config_file = config_file
+
+    def rows(self) -> list[tuple[str, str, Any, str]]:
+        """``(setting, environment variable, value, source)`` for each setting."""
+        data = self.settings.public_dict()
+        return [(name, env_name(name), data[name], self.sources.get(name, "default")) for name in Settings.model_fields]
+
+
+def _describe_allowed(info: FieldInfo) -> str:
+    parts = [info.description or ""]
+    for item in info.metadata:
+        for attr, sign in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            bound = getattr(item, attr, None)
+            if bound is not None:
+                parts.append(f"{sign} {bound}")
+    return "; ".join(p for p in parts if p)
+
+
+def _error_message(exc: ValidationError, origin: Mapping[str, str]) -> str:
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err["loc"] else "?"
+    if name not in Settings.model_fields:
+        return f"unknown setting {name!r} (from {origin.get(name, 'config')}); see `carbon-node config show`"
+    info = Settings.model_fields[name]
+    where = origin.get(name, "default")
+    return (
+        f"invalid setting {name} ({env_name(name)}, from {where}): {err.get('input')!r}: {err['msg']}."
+        f" Allowed: {_describe_allowed(info)}"
+    )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise SettingsError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"configuration file {path} is not valid TOML: {exc}") from exc
+    section = data.get("carbon_node", data)
+    if not isinstance(section, dict):
+        raise SettingsError(f"configuration file {path}: [carbon_node] must be a table")
+    return section
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """Merge defaults < TOML (``config_file`` or ``CARBON_NODE_CONFIG``) < environment < ``flags``.
+
+    ``flags`` holds only the options given on the command line (None values are ignored).
+    Raises :class:`SettingsError` with one line on any invalid value.
+    """
+    env = dict(os.environ if environ is None else environ)
+    path_text = str(config_file) if config_file else env.get("CARBON_NODE_CONFIG", "")
+    path = Path(path_text) if path_text else None
+    file_values = _read_toml(path) if path is not None else {}
+
+    env_values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        key = env_name(name)
+        if key in env:
+            env_values[name] = env[key]
+    # Upstream semantics: an empty SUSTAINML_GRID_CI means "not set".
+    if env_values.get("grid_ci_g_per_kwh") == "":
+        del env_values["grid_ci_g_per_kwh"]
+
+    flag_values = {k: v for k, v in (flags or {}).items() if v is not None}
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for layer, values in ((f"file {path}", file_values), ("env", env_values), ("flag", flag_values)):
+        for name, value in values.items():
+            merged[name] = value
+            origin[name] = layer
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise SettingsError(_error_message(exc, origin)) from None
+    if settings.sim_cpu_util is not None and settings.sim_cpu_tdp_w is None:
+        raise SettingsError(
+            "invalid setting sim_cpu_util (CARBON_NODE_SIM_CPU_UTIL): it needs CARBON_NODE_SIM_CPU_TDP_W as well"
+        )
+    return LoadedSettings(settings, origin, path)
+
