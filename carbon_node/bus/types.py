@@ -16,9 +16,10 @@ from cyclonedds.idl.annotations import final, key
 from cyclonedds.idl.types import float64, int32, sequence, uint8, uint32
 
 __all__ = [
+    "WIRE_TYPES",
+    "CO2FootprintImpl",
     "CmdNode",
     "CmdTask",
-    "CO2FootprintImpl",
     "ErrorCode",
     "HWResourceImpl",
     "MLModelImpl",
@@ -30,7 +31,6 @@ __all__ = [
     "TaskIdImpl",
     "TaskStatus",
     "UserInputImpl",
-    "WIRE_TYPES",
 ]
 
 

@@ -18,12 +18,12 @@ from carbon_node.core import CarbonNodeError
 __all__ = [
     "MeasureError",
     "MeasureSpec",
+    "MeasureTimeout",
     "Measurement",
     "Measurer",
+    "ModelRejected",
     "PowerSource",
     "WorkerCrashed",
-    "MeasureTimeout",
-    "ModelRejected",
 ]
 
 PowerSource = Literal["rapl", "nvml", "tdp_table", "simulated", "hw_provider", "none"]

@@ -27,7 +27,7 @@ from pydantic_settings import (
 
 from carbon_node.core import CarbonNodeError
 
-__all__ = ["Settings", "SettingsError", "LoadedSettings", "load_settings", "env_name", "default_state_dir"]
+__all__ = ["LoadedSettings", "Settings", "SettingsError", "default_state_dir", "env_name", "load_settings"]
 
 APP_NAME = "carbon-node"
 
@@ -146,18 +146,17 @@ class Settings(BaseSettings):
     state_dir: Path = _field(
         None, "CARBON_NODE_STATE_DIR", "journal and per-task scratch; default $STATE_DIRECTORY or the user's state dir"
     )
-    cache_dir: Path = _field(
-        None, "CARBON_NODE_CACHE_DIR", "model cache; default $CACHE_DIRECTORY or the user's cache dir"
-    )
+    cache_dir: Path = _field(None, "CARBON_NODE_CACHE_DIR", "model cache; default $CACHE_DIRECTORY or the user's cache dir")
     journal: bool = _field(True, "CARBON_NODE_JOURNAL", "persist answered tasks and answer replays from them")
-    journal_max_tasks: int = _field(
-        100_000, "CARBON_NODE_JOURNAL_MAX_TASKS", "answered tasks kept in the journal (count)", ge=1
-    )
+    journal_max_tasks: int = _field(100_000, "CARBON_NODE_JOURNAL_MAX_TASKS", "answered tasks kept in the journal (count)", ge=1)
     journal_retention_s: float = _field(
         30 * 86400.0, "CARBON_NODE_JOURNAL_RETENTION_S", "seconds an answered task is kept in the journal", gt=0
     )
     shutdown_timeout_s: float = _field(
-        30.0, "CARBON_NODE_SHUTDOWN_TIMEOUT_S", "seconds a running measurement may finish after SIGTERM before it is aborted", ge=0
+        30.0,
+        "CARBON_NODE_SHUTDOWN_TIMEOUT_S",
+        "seconds a running measurement may finish after SIGTERM before it is aborted",
+        ge=0,
     )
     log_format: Literal["auto", "console", "json"] = _field(
         "auto", "CARBON_NODE_LOG_FORMAT", "console on a terminal, JSON otherwise (auto), or forced"
@@ -301,8 +300,5 @@ def load_settings(
     except ValidationError as exc:
         raise SettingsError(_error_message(exc, origin)) from None
     if settings.sim_cpu_util is not None and settings.sim_cpu_tdp_w is None:
-        raise SettingsError(
-            "invalid setting sim_cpu_util (CARBON_NODE_SIM_CPU_UTIL): it needs CARBON_NODE_SIM_CPU_TDP_W as well"
-        )
+        raise SettingsError("invalid setting sim_cpu_util (CARBON_NODE_SIM_CPU_UTIL): it needs CARBON_NODE_SIM_CPU_TDP_W as well")
     return LoadedSettings(settings, origin, path)
-
