@@ -205,7 +205,7 @@ def error_output(inputs: TaskInputs, message: str, **extra: Any) -> TaskOutput:
     model_name = inputs.ml_model.model if inputs.ml_model is not None else ""
     user_extra: dict[str, Any] = {}
     if inputs.user_input is not None:
-        user_extra, _ = decode_extra_data(list(inputs.user_input.extra_data))
+        user_extra, _ = decode_extra_data(inputs.user_input.extra_data)
     data = base_extra_data(model_name, user_extra)
     data.update(extra)
     data["mode"] = "error"

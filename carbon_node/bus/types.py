@@ -10,10 +10,19 @@ These classes are the wire edge only: the rest of the node works on the typed da
 """
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cyclonedds.idl import IdlEnum, IdlStruct
 from cyclonedds.idl.annotations import final, key
-from cyclonedds.idl.types import float64, int32, sequence, uint8, uint32
+
+if TYPE_CHECKING:  # what the cyclonedds annotations hold, in terms a type checker understands
+    from builtins import float as float64
+    from builtins import int as int32
+    from builtins import int as uint8
+    from builtins import int as uint32
+    from builtins import list as sequence
+else:
+    from cyclonedds.idl.types import float64, int32, sequence, uint8, uint32
 
 __all__ = [
     "WIRE_TYPES",

@@ -155,7 +155,7 @@ class Settings(BaseSettings):
     shutdown_timeout_s: float = _field(
         30.0,
         "CARBON_NODE_SHUTDOWN_TIMEOUT_S",
-        "seconds a running measurement may finish after SIGTERM before it is aborted",
+        "seconds a running measurement may go on after SIGTERM before it is aborted",
         ge=0,
     )
     log_format: Literal["auto", "console", "json"] = _field(
