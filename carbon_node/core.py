@@ -21,6 +21,7 @@ from carbon_node.bus.types import HWResourceImpl, MLModelImpl, UserInputImpl
 
 __all__ = [
     "CarbonNodeError",
+    "Journal",
     "Lane",
     "TaskHandler",
     "TaskId",
@@ -97,6 +98,8 @@ class TaskOutput:
     grid_ci_g_per_kwh: float
     extra_data: Mapping[str, Any] = field(default_factory=dict)
     node_error: bool = False
+    timings: Mapping[str, float] = field(default_factory=dict, compare=False)
+    """Seconds spent per stage (``load_s``, ``measure_s``, ...), for logs and metrics; not published."""
 
     @property
     def mode(self) -> str:
@@ -117,6 +120,16 @@ class TaskHandler(Protocol):
 
     def fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
         """The error output for a task that cannot be computed (incomplete, evicted, crashed)."""
+
+
+class Journal(Protocol):
+    """Where answered tasks are kept, so that replayed inputs are answered again identically."""
+
+    def lookup(self, task_id: TaskId) -> TaskOutput | None:
+        """The output published for ``task_id`` earlier (maybe by a previous process), or None."""
+
+    def record(self, output: TaskOutput) -> None:
+        """Persist an output that is about to be published. Must not raise."""
 
 
 def decode_extra_data(raw: bytes | Sequence[int] | None) -> tuple[dict[str, Any], str | None]:
