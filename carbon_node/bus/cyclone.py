@@ -1,0 +1,113 @@
+"""Cyclone DDS set-up for talking to the Fast DDS based SustainML stack (PROTOCOL.md 3.5).
+
+Two things make a Cyclone participant interoperate with Fast DDS 3: the participant's entity name
+(the orchestrator finds nodes by it) and ``Compatibility/IgnoreTypeInformation = 1.15`` in the Cyclone
+configuration (without it Cyclone rejects Fast DDS's type objects and never matches). Cyclone reads its
+configuration from ``CYCLONEDDS_URI`` when a domain's first participant is created, and that variable
+accepts a comma-separated list of files and XML fragments, so the node appends its own fragment to
+whatever the user configured instead of replacing it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+
+import structlog
+from cyclonedds.core import Entity, Policy, Qos
+from cyclonedds.domain import DomainParticipant
+
+from carbon_node.core import CarbonNodeError
+
+__all__ = [
+    "CYCLONE_URI_ENV",
+    "DOMAIN_ID_ENV",
+    "IGNORE_TYPE_INFORMATION_XML",
+    "NODE_NAME",
+    "BusError",
+    "configure_cyclone",
+    "create_participant",
+    "delete_entity",
+    "domain_id_from_env",
+    "merge_cyclone_uri",
+]
+
+log = structlog.get_logger(__name__)
+
+NODE_NAME = "CARBON_FOOTPRINT_NODE"
+"""SPDP entity name of the carbon node; the orchestrator maps it to node id 1."""
+
+ORCHESTRATOR_NAME = "ORCHESTRATOR_NODE"
+
+CYCLONE_URI_ENV = "CYCLONEDDS_URI"
+DOMAIN_ID_ENV = "SUSTAINML_DOMAIN_ID"
+
+IGNORE_TYPE_INFORMATION_XML = (
+    '<CycloneDDS><Domain Id="any"><Compatibility><IgnoreTypeInformation>1.15'
+    "</IgnoreTypeInformation></Compatibility></Domain></CycloneDDS>"
+)
+"""Match eProsima (vendor 1.15) endpoints by type name instead of by their type objects."""
+
+
+class BusError(CarbonNodeError):
+    """The DDS bus could not be set up or used (participant creation, start-up timeout, ...)."""
+
+
+def merge_cyclone_uri(user_uri: str | None) -> str:
+    """The ``CYCLONEDDS_URI`` value to use: the user's files/fragments kept in front, ours appended once."""
+    user = (user_uri or "").strip().strip(",")
+    if IGNORE_TYPE_INFORMATION_XML in user:
+        return user
+    if not user:
+        return IGNORE_TYPE_INFORMATION_XML
+    return f"{user},{IGNORE_TYPE_INFORMATION_XML}"
+
+
+def configure_cyclone(environ: MutableMapping[str, str] | None = None) -> str:
+    """Set ``CYCLONEDDS_URI`` in ``environ`` (default: this process) to the merged value and return it.
+
+    Idempotent. Must run before the first participant of a domain is created in this process, since
+    Cyclone reads the configuration once per domain.
+    """
+    env = os.environ if environ is None else environ
+    merged = merge_cyclone_uri(env.get(CYCLONE_URI_ENV))
+    if env.get(CYCLONE_URI_ENV) != merged:
+        env[CYCLONE_URI_ENV] = merged
+        log.debug("cyclone_configured", uri=merged)
+    return merged
+
+
+def domain_id_from_env(environ: MutableMapping[str, str] | None = None, default: int = 0) -> int:
+    """``SUSTAINML_DOMAIN_ID`` as every SustainML node reads it; an unparsable value keeps ``default`` (logged)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(DOMAIN_ID_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        log.error("invalid_domain_id", variable=DOMAIN_ID_ENV, value=raw, using=default)
+        return default
+    if not 0 <= value <= 232:
+        log.error("invalid_domain_id", variable=DOMAIN_ID_ENV, value=raw, using=default)
+        return default
+    return value
+
+
+def create_participant(domain_id: int, name: str = NODE_NAME) -> DomainParticipant:
+    """A participant announcing ``name`` as its entity name, on the interoperable Cyclone configuration."""
+    configure_cyclone()
+    try:
+        return DomainParticipant(domain_id, qos=Qos(Policy.EntityName(name)))
+    except Exception as exc:  # cyclonedds raises DDSException for bad XML, bad domain ids, no interface
+        raise BusError(f"cannot create DDS participant {name} on domain {domain_id}: {exc}") from exc
+
+
+def delete_entity(entity: Entity | None) -> None:
+    """Delete a DDS entity (and its children) now instead of at garbage collection.
+
+    The Python binding only deletes from ``__del__``; calling it explicitly is its supported path and
+    is a no-op the second time.
+    """
+    if entity is not None:
+        entity.__del__()

@@ -1,0 +1,595 @@
+"""The node runtime on Cyclone DDS: entities, task assembly, dispatch and publication (PROTOCOL.md 4).
+
+Threads and who owns what:
+
+- the *bus thread* waits on a Cyclone waitset (the binding releases the GIL while waiting), takes the
+  samples of the three input readers, the control reader and the configuration request reader, feeds
+  the :class:`~carbon_node.bus.assembler.Assembler` under the runtime lock, and routes released tasks:
+  journal replay or error answers to the fast lane, complete tasks to the lane the handler chooses. No
+  Python code runs on Cyclone's own threads.
+- the *measure lane* is one thread running measurement tasks one at a time in arrival order;
+- the *fast lane* is a small pool (``fast_workers`` threads) for everything else, so a quick task never
+  waits behind a measurement.
+
+Every task that leaves the assembler is *accepted* and answered exactly once: the first output
+published for a task id wins and later ones are dropped. Per task the status is published first
+(NODE_ERROR if the output asks for it; NODE_IDLE when no other task runs, else NODE_RUNNING), then the
+``CO2FootprintImpl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import queue
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from cyclonedds.core import GuardCondition, InstanceState, ReadCondition, SampleState, ViewState, WaitSet
+from cyclonedds.domain import DomainParticipant
+from cyclonedds.pub import DataWriter
+from cyclonedds.sub import DataReader
+from cyclonedds.topic import Topic
+from cyclonedds.util import duration
+
+from carbon_node.bus.assembler import Assembler, InputKind, Release, ReleaseKind
+from carbon_node.bus.config_service import ConfigResponder, ConfigService, describe_responder
+from carbon_node.bus.cyclone import NODE_NAME, BusError, create_participant, delete_entity
+from carbon_node.bus.qos import (
+    CONTROL_TOPIC,
+    HW_RESOURCES_TOPIC,
+    ML_MODEL_TOPIC,
+    OUTPUT_TOPIC,
+    STATUS_TOPIC,
+    USER_INPUT_TOPIC,
+    control_reader_qos,
+    input_reader_qos,
+    output_writer_qos,
+    status_writer_qos,
+)
+from carbon_node.bus.types import (
+    CO2FootprintImpl,
+    HWResourceImpl,
+    MLModelImpl,
+    NodeControlImpl,
+    NodeStatusImpl,
+    Status,
+    TaskIdImpl,
+    UserInputImpl,
+)
+from carbon_node.core import CarbonNodeError, Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
+
+__all__ = ["NodeRuntime", "RuntimeStats", "check_output", "make_status"]
+
+log = structlog.get_logger(__name__)
+
+_IDLE_WAIT_S = 1.0  # longest waitset wait: bounds how late the bus thread notices expiry and stop
+_TAKE_BATCH = 256
+_OUTPUTS_KEPT = 256  # outputs stay registered (TRANSIENT_LOCAL history); older ones are unregistered
+_THREAD_JOIN_S = 2.0
+
+
+def make_status(status: Status) -> NodeStatusImpl:
+    """A status sample as upstream writes it: only ``node_status`` varies (PROTOCOL.md 4.2)."""
+    return NodeStatusImpl(node_status=status, node_name=NODE_NAME, task_id=TaskIdImpl(0, 0))
+
+
+def check_output(output: TaskOutput) -> str | None:
+    """Why ``output`` cannot be published as is (K2: extra_data the orchestrator accepts), or None if it can."""
+    for name in ("carbon_g", "energy_kwh", "grid_ci_g_per_kwh"):
+        value = getattr(output, name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            return f"{name} is not a finite number: {value!r}"
+    try:
+        decoded = json.loads(output.extra_data_bytes().decode("utf-8"))
+    except (ValueError, TypeError) as exc:
+        return f"extra_data is not UTF-8 JSON: {exc}"
+    if not isinstance(decoded, dict):
+        return "extra_data is not a JSON object"
+    num_outputs = decoded.get("num_outputs")
+    if not isinstance(num_outputs, int) or isinstance(num_outputs, bool) or num_outputs < 1:
+        return f"extra_data.num_outputs is not an integer >= 1: {num_outputs!r}"
+    if not isinstance(decoded.get("model_restrains"), list):
+        return "extra_data.model_restrains is not a list"
+    return None
+
+
+@dataclass(frozen=True)
+class RuntimeStats:
+    """Counters since start, for metrics and tests."""
+
+    answered: int
+    """Outputs published."""
+    by_mode: Mapping[str, int]
+    """Outputs published per ``extra_data.mode``."""
+    replayed: int
+    """Outputs answered from the journal without recomputing."""
+    pending: int
+    """Incomplete tasks waiting for inputs."""
+    in_flight: int
+    """Accepted tasks not yet answered (queued or running)."""
+
+
+@dataclass
+class _Job:
+    """One accepted task on its way to an output."""
+
+    inputs: TaskInputs
+    lane: Lane
+    ready_s: float
+    produce: Callable[[], TaskOutput]
+    replay: bool = False
+    started_s: float | None = field(default=None)
+
+
+class _LanePool:
+    """A FIFO of jobs served by ``workers`` daemon threads."""
+
+    def __init__(self, name: str, workers: int, run: Callable[[_Job], None]) -> None:
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._run = run
+        self._threads = [threading.Thread(target=self._serve, name=f"carbon-{name}-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, job: _Job) -> None:
+        self._queue.put(job)
+
+    def drain(self) -> list[_Job]:
+        """Remove and return the jobs not started yet."""
+        jobs: list[_Job] = []
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                return jobs
+            if job is not None:
+                jobs.append(job)
+
+    def close(self, timeout_s: float) -> bool:
+        """Stop the threads once their current job is done; True if they all ended within ``timeout_s``."""
+        for _ in self._threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
+
+    def _serve(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            try:
+                self._run(job)
+            except Exception:  # never let a job kill the lane
+                log.exception("lane_job_crashed", task_id=str(job.inputs.task_id))
+
+
+class NodeRuntime:
+    """A SustainML carbon node on Cyclone DDS running ``handler`` for every task."""
+
+    def __init__(
+        self,
+        handler: TaskHandler,
+        *,
+        domain_id: int,
+        input_timeout_s: float = 900.0,
+        max_pending: int = 500,
+        journal: Journal | None = None,
+        describe: Callable[[], Mapping[str, Any]] | None = None,
+        on_output: Callable[[TaskOutput], None] | None = None,
+        fast_workers: int = 2,
+        config_responder: ConfigResponder | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if fast_workers < 1:
+            raise ValueError(f"fast_workers must be >= 1, got {fast_workers}")
+        self._handler = handler
+        self._domain_id = domain_id
+        self._journal = journal
+        self._on_output = on_output
+        self._fast_workers = fast_workers
+        self._responder = config_responder or describe_responder(describe)
+        self._clock = clock
+        self._assembler = Assembler(input_timeout_s=input_timeout_s, max_pending=max_pending, clock=clock)
+
+        self._lock = threading.RLock()  # assembler, bookkeeping, and status+output publication order
+        self._changed = threading.Condition(self._lock)
+        self._accepted: dict[TaskId, _Job] = {}
+        self._running = 0
+        self._status: Status | None = None
+        self._by_mode: Counter[str] = Counter()
+        self._replayed = 0
+        self._published_keys: deque[TaskIdImpl] = deque()
+
+        self._accepting = False
+        self._started = False
+        self._stopped = False
+        self._participant: DomainParticipant | None = None
+        self._status_writer: DataWriter | None = None
+        self._output_writer: DataWriter | None = None
+        self._input_readers: list[tuple[InputKind, DataReader[Any]]] = []
+        self._control_reader: DataReader[NodeControlImpl] | None = None
+        self._config: ConfigService | None = None
+        self._conditions: list[ReadCondition] = []
+        self._waitset: WaitSet | None = None
+        self._guard: GuardCondition | None = None
+        self._bus_thread: threading.Thread | None = None
+        self._measure_lane: _LanePool | None = None
+        self._fast_lane: _LanePool | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Create the DDS entities, publish NODE_INITIALIZING then NODE_IDLE; return once IDLE is published.
+
+        Raises :class:`BusError` if that does not happen within ``timeout_s`` seconds.
+        """
+        if self._started:
+            raise BusError("node runtime already started")
+        self._started = True
+        failure: list[BaseException] = []
+        done = threading.Event()
+
+        def build() -> None:
+            try:
+                self._build()
+            except BaseException as exc:  # reported to the caller below
+                failure.append(exc)
+            finally:
+                done.set()
+
+        builder = threading.Thread(target=build, name="carbon-bus-start", daemon=True)
+        builder.start()
+        if not done.wait(timeout_s):
+            raise BusError(f"node did not reach NODE_IDLE within {timeout_s:g} s")
+        if failure:
+            self._teardown_entities()
+            exc = failure[0]
+            raise exc if isinstance(exc, BusError) else BusError(f"node start failed: {exc}") from exc
+
+    def _build(self) -> None:
+        participant = create_participant(self._domain_id)
+        self._participant = participant
+        self._status_writer = DataWriter(participant, Topic(participant, STATUS_TOPIC, NodeStatusImpl), qos=status_writer_qos())
+        self._publish_status(Status.NODE_INITIALIZING)
+        self._control_reader = DataReader(
+            participant, Topic(participant, CONTROL_TOPIC, NodeControlImpl), qos=control_reader_qos()
+        )
+        inputs: list[tuple[InputKind, str, type[Any]]] = [
+            (InputKind.ML_MODEL, ML_MODEL_TOPIC, MLModelImpl),
+            (InputKind.HW_RESOURCES, HW_RESOURCES_TOPIC, HWResourceImpl),
+            (InputKind.USER_INPUT, USER_INPUT_TOPIC, UserInputImpl),
+        ]
+        self._waitset = WaitSet(participant)
+        self._guard = GuardCondition(participant)
+        self._waitset.attach(self._guard)
+        any_unread = SampleState.NotRead | ViewState.Any | InstanceState.Any
+        for kind, topic_name, data_type in inputs:
+            reader: DataReader[Any] = DataReader(participant, Topic(participant, topic_name, data_type), qos=input_reader_qos())
+            self._input_readers.append((kind, reader))
+        self._output_writer = DataWriter(participant, Topic(participant, OUTPUT_TOPIC, CO2FootprintImpl), qos=output_writer_qos())
+        self._config = ConfigService(participant, self._responder)
+        self._conditions = [ReadCondition(r, any_unread) for _, r in self._input_readers]
+        self._conditions.append(ReadCondition(self._control_reader, any_unread))
+        self._conditions.append(self._config.condition)
+        for condition in self._conditions:
+            self._waitset.attach(condition)
+        self._measure_lane = _LanePool("measure", 1, self._run_job)
+        self._fast_lane = _LanePool("fast", self._fast_workers, self._run_job)
+        self._accepting = True
+        self._bus_thread = threading.Thread(target=self._bus_loop, name="carbon-bus", daemon=True)
+        self._bus_thread.start()
+        self._publish_status(Status.NODE_IDLE)
+        log.info("node_started", domain_id=self._domain_id, node_name=NODE_NAME)
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Stop accepting tasks, let running ones finish, answer the rest with errors, publish NODE_TERMINATING.
+
+        Running tasks get ``timeout_s`` seconds; then ``handler.abort()`` is called if the handler has
+        one, and every accepted task still unanswered (queued or stuck) is answered with
+        ``handler.fail``. Tasks still waiting for inputs are left unanswered, so that a restarted node
+        completes them from the TRANSIENT_LOCAL replay. Returns True when no task had to be cut short.
+        """
+        if not self._started or self._stopped:
+            return True
+        self._stopped = True
+        deadline = time.monotonic() + timeout_s
+        clean = True
+        with self._lock:
+            self._accepting = False
+        if self._guard is not None:
+            self._guard.set(True)
+        if self._bus_thread is not None:
+            self._bus_thread.join(min(_THREAD_JOIN_S, max(0.0, deadline - time.monotonic())) + 0.1)
+        unstarted = [
+            *(self._measure_lane.drain() if self._measure_lane else []),
+            *(self._fast_lane.drain() if self._fast_lane else []),
+        ]
+        for job in unstarted:
+            self._answer_unfinished(job, "node stopping: task not started")
+        clean = not unstarted
+        with self._changed:
+            finished = self._changed.wait_for(lambda: not self._accepted, timeout=max(0.0, deadline - time.monotonic()))
+        if not finished:
+            clean = False
+            abort = getattr(self._handler, "abort", None)
+            if callable(abort):
+                try:
+                    abort()
+                except Exception:
+                    log.exception("handler_abort_failed")
+            with self._lock:
+                stuck = list(self._accepted.values())
+            for job in stuck:
+                self._answer_unfinished(job, "node stopping: task did not finish in time")
+        for lane in (self._measure_lane, self._fast_lane):
+            if lane is not None and not lane.close(max(0.1, min(_THREAD_JOIN_S, deadline - time.monotonic()))):
+                clean = False
+        self._publish_status(Status.NODE_TERMINATING)
+        self._teardown_entities()
+        log.info("node_stopped", clean=clean, answered=sum(self._by_mode.values()))
+        return clean
+
+    def _teardown_entities(self) -> None:
+        participant, self._participant = self._participant, None
+        self._status_writer = self._output_writer = self._control_reader = None
+        self._input_readers = []
+        self._config = None
+        self._waitset = self._guard = None
+        delete_entity(participant)
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def pending_count(self) -> int:
+        """Incomplete tasks waiting for inputs."""
+        with self._lock:
+            return self._assembler.pending_count
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until every accepted task has been answered; False if that takes longer than ``timeout_s``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._accepted, timeout=timeout_s)
+
+    def stats(self) -> RuntimeStats:
+        """Counters since start."""
+        with self._lock:
+            return RuntimeStats(
+                answered=sum(self._by_mode.values()),
+                by_mode=dict(self._by_mode),
+                replayed=self._replayed,
+                pending=self._assembler.pending_count,
+                in_flight=len(self._accepted),
+            )
+
+    # -- bus thread ------------------------------------------------------------------------------
+
+    def _bus_loop(self) -> None:
+        while self._accepting:
+            try:
+                self._bus_step()
+            except Exception:  # keep serving: one bad sample or callback must not stop the node
+                log.exception("bus_step_failed")
+                time.sleep(0.05)
+
+    def _bus_step(self) -> None:
+        assert self._waitset is not None and self._guard is not None
+        with self._lock:
+            next_expiry = self._assembler.next_expiry_s()
+        wait_s = _IDLE_WAIT_S if next_expiry is None else min(_IDLE_WAIT_S, max(0.0, next_expiry - self._clock()))
+        self._waitset.wait(duration(seconds=wait_s))
+        if self._guard.read():
+            self._guard.set(False)
+        if not self._accepting:
+            return
+        releases: list[Release] = []
+        for kind, reader in self._input_readers:
+            for sample in reader.take(N=_TAKE_BATCH):
+                info = getattr(sample, "sample_info", None)
+                if info is None or info.instance_state != InstanceState.Alive:
+                    continue  # dispose/unregister notifications and samples of dead instances, as upstream
+                with self._lock:
+                    releases.extend(self._assembler.add(kind, sample))
+        self._log_control()
+        if self._config is not None:
+            self._config.poll()
+        with self._lock:
+            releases.extend(self._assembler.expire())
+        for release in releases:
+            self._route(release)
+
+    def _log_control(self) -> None:
+        if self._control_reader is None:
+            return
+        for command in self._control_reader.take(N=_TAKE_BATCH):
+            if not isinstance(command, NodeControlImpl):
+                continue
+            log.info(
+                "control_command_ignored",
+                cmd_node=command.cmd_node.name,
+                cmd_task=command.cmd_task.name,
+                target_node=command.target_node,
+                source_node=command.source_node,
+                task_id=f"{command.task_id.problem_id}.{command.task_id.iteration_id}",
+            )
+
+    def _route(self, release: Release) -> None:
+        """Accept a released task and queue it on its lane (journal replay and errors go fast)."""
+        inputs = release.inputs
+        job: _Job
+        if release.kind is not ReleaseKind.COMPLETE:
+            message = release.error or f"Task {inputs.task_id} incomplete"
+            job = _Job(inputs, Lane.FAST, release.released_s, lambda: self._fail(inputs, message))
+        else:
+            stored = self._lookup(inputs.task_id)
+            if stored is not None:
+                job = _Job(inputs, Lane.FAST, release.released_s, lambda: stored, replay=True)
+            else:
+                try:
+                    lane = self._handler.lane(inputs)
+                except Exception as exc:
+                    message = f"Task routing failed: {_describe(exc)}"
+                    job = _Job(inputs, Lane.FAST, release.released_s, lambda: self._fail(inputs, message))
+                else:
+                    job = _Job(inputs, lane, release.released_s, lambda: self._handler.handle(inputs))
+        with self._lock:
+            if inputs.task_id in self._accepted:
+                return
+            self._accepted[inputs.task_id] = job
+        pool = self._measure_lane if job.lane is Lane.MEASURE else self._fast_lane
+        assert pool is not None
+        pool.submit(job)
+
+    def _lookup(self, task_id: TaskId) -> TaskOutput | None:
+        if self._journal is None:
+            return None
+        try:
+            return self._journal.lookup(task_id)
+        except Exception:
+            log.exception("journal_lookup_failed", task_id=str(task_id))
+            return None
+
+    # -- lanes -----------------------------------------------------------------------------------
+
+    def _run_job(self, job: _Job) -> None:
+        job.started_s = self._clock()
+        with self._lock:
+            if job.inputs.task_id not in self._accepted:
+                return  # answered meanwhile (stop)
+            self._running += 1
+            if self._status is not Status.NODE_RUNNING:
+                self._publish_status(Status.NODE_RUNNING)
+        output: TaskOutput | None = None
+        try:
+            try:
+                output = job.produce()
+            except Exception as exc:
+                log.warning("task_failed", task_id=str(job.inputs.task_id), error=_describe(exc))
+                output = self._fail(job.inputs, _describe(exc))
+            problem = check_output(output)
+            if problem is not None:
+                log.error("invalid_output_replaced", task_id=str(job.inputs.task_id), problem=problem)
+                output = self._fail(job.inputs, f"invalid output: {problem}")
+        finally:
+            with self._lock:
+                self._running -= 1
+            if output is None:  # only a BaseException escaped produce(); answer anyway
+                output = self._fail(job.inputs, "task interrupted")
+            self._complete(job, output)
+
+    def _fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
+        """``handler.fail``, falling back to ``core.error_output`` when even that raises or misbehaves."""
+        try:
+            output = self._handler.fail(inputs, message)
+            if check_output(output) is None:
+                return output
+        except Exception:
+            log.exception("handler_fail_raised", task_id=str(inputs.task_id))
+        return error_output(inputs, message)
+
+    def _answer_unfinished(self, job: _Job, message: str) -> None:
+        self._complete(job, self._fail(job.inputs, message))
+
+    def _complete(self, job: _Job, output: TaskOutput) -> None:
+        """Record, publish (status, then output) exactly once, report."""
+        output = dataclasses.replace(output, task_id=job.inputs.task_id)
+        with self._lock:
+            if self._accepted.get(job.inputs.task_id) is not job:
+                log.info("duplicate_output_dropped", task_id=str(job.inputs.task_id))
+                return
+        if self._journal is not None and not job.replay:
+            try:
+                self._journal.record(output)
+            except Exception:
+                log.exception("journal_record_failed", task_id=str(job.inputs.task_id))
+        now = self._clock()
+        started = job.started_s if job.started_s is not None else now
+        timings = {**output.timings, "queue_s": max(0.0, started - job.ready_s), "total_s": max(0.0, now - job.ready_s)}
+        output = dataclasses.replace(output, timings=timings)
+        with self._changed:
+            if self._accepted.get(job.inputs.task_id) is not job:
+                return
+            if output.node_error:
+                status = Status.NODE_ERROR
+            elif self._running > 0:
+                status = Status.NODE_RUNNING
+            else:
+                status = Status.NODE_IDLE
+            self._publish_status(status)
+            self._publish_output(output)
+            del self._accepted[job.inputs.task_id]
+            self._by_mode[output.mode] += 1
+            if job.replay:
+                self._replayed += 1
+            self._changed.notify_all()
+        ml = job.inputs.ml_model
+        log.info(
+            "task_answered",
+            task_id=str(output.task_id),
+            mode=output.mode,
+            lane=job.lane.value,
+            replay=job.replay,
+            model=ml.model if ml is not None else None,
+            carbon_g=output.carbon_g,
+            energy_kwh=output.energy_kwh,
+            grid_ci_g_per_kwh=output.grid_ci_g_per_kwh,
+            **{name: round(value, 6) for name, value in timings.items()},
+        )
+        if self._on_output is not None:
+            try:
+                self._on_output(output)
+            except Exception:
+                log.exception("on_output_failed", task_id=str(output.task_id))
+
+    # -- writers (called under the lock) ---------------------------------------------------------
+
+    def _publish_status(self, status: Status) -> None:
+        writer = self._status_writer
+        if writer is None:
+            return
+        with self._lock:
+            try:
+                writer.write(make_status(status))
+                self._status = status
+            except Exception:
+                log.exception("status_publish_failed", status=status.name)
+
+    def _publish_output(self, output: TaskOutput) -> None:
+        writer = self._output_writer
+        if writer is None:
+            log.error("output_not_published", task_id=str(output.task_id), reason="no output writer")
+            return
+        key = TaskIdImpl(output.task_id.problem_id, output.task_id.iteration_id)
+        sample = CO2FootprintImpl(
+            carbon_footprint=float(output.carbon_g),
+            energy_consumption=float(output.energy_kwh),
+            carbon_intensity=float(output.grid_ci_g_per_kwh),
+            extra_data=list(output.extra_data_bytes()),
+            task_id=key,
+        )
+        try:
+            writer.write(sample)
+        except Exception:
+            log.exception("output_publish_failed", task_id=str(output.task_id))
+            return
+        self._published_keys.append(key)
+        if len(self._published_keys) > _OUTPUTS_KEPT:
+            oldest = self._published_keys.popleft()
+            try:
+                writer.unregister_instance(CO2FootprintImpl(task_id=oldest))
+            except Exception:
+                log.exception("output_unregister_failed", task_id=f"{oldest.problem_id}.{oldest.iteration_id}")
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception as the text of an error output: our own errors as is, others with their type."""
+    if isinstance(exc, CarbonNodeError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"

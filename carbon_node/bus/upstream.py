@@ -1,0 +1,291 @@
+"""Choosing the bus: Cyclone DDS (:class:`~carbon_node.bus.runtime.NodeRuntime`) or the upstream bindings.
+
+When the upstream ``sustainml_py`` package (Fast DDS through SWIG) is importable, the same
+:class:`~carbon_node.core.TaskHandler` can run on it: :class:`UpstreamRuntime` registers a task
+callback that converts the upstream accessor objects to the wire dataclasses, runs the handler (journal
+replay, measurement lane serialised, exceptions turned into error outputs, output checked) and writes
+the result back through the upstream accessors. Upstream then owns the DDS side: status samples,
+assembly (without timeouts), the RPC configuration service (``describe`` answered as on Cyclone).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.util
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from carbon_node.bus.config_service import describe_responder
+from carbon_node.bus.cyclone import BusError
+from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output
+from carbon_node.bus.types import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
+from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
+
+__all__ = ["Bus", "BusFactory", "BusKind", "UpstreamRuntime", "make_bus", "upstream_available", "wire_from_accessors"]
+
+log = structlog.get_logger(__name__)
+
+BusKind = Literal["auto", "cyclone", "sustainml"]
+UPSTREAM_MODULE = "sustainml_py.nodes.CarbonFootprintNode"
+
+
+class Bus(Protocol):
+    """What the service needs from a bus: start, stop, and counters."""
+
+    def start(self, timeout_s: float = ...) -> None: ...
+
+    def stop(self, timeout_s: float = ...) -> bool: ...
+
+    def wait_idle(self, timeout_s: float) -> bool: ...
+
+    def pending_count(self) -> int: ...
+
+    def stats(self) -> RuntimeStats: ...
+
+
+def upstream_available() -> bool:
+    """Whether the upstream ``sustainml_py`` bindings can be imported."""
+    try:
+        return importlib.util.find_spec("sustainml_py") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class BusFactory(Protocol):
+    """Builds a bus around a handler; takes :class:`~carbon_node.bus.runtime.NodeRuntime`'s arguments."""
+
+    def __call__(
+        self,
+        handler: TaskHandler,
+        *,
+        domain_id: int,
+        input_timeout_s: float = ...,
+        max_pending: int = ...,
+        journal: Journal | None = ...,
+        describe: Callable[[], Mapping[str, Any]] | None = ...,
+        on_output: Callable[[TaskOutput], None] | None = ...,
+        fast_workers: int = ...,
+    ) -> Bus: ...
+
+
+def _upstream_factory(
+    handler: TaskHandler,
+    *,
+    domain_id: int,
+    input_timeout_s: float = 900.0,
+    max_pending: int = 500,
+    journal: Journal | None = None,
+    describe: Callable[[], Mapping[str, Any]] | None = None,
+    on_output: Callable[[TaskOutput], None] | None = None,
+    fast_workers: int = 2,
+) -> Bus:
+    # The upstream library reads SUSTAINML_DOMAIN_ID itself and has no input timeout or pending bound.
+    log.info("upstream_bus_options_ignored", domain_id=domain_id, input_timeout_s=input_timeout_s, max_pending=max_pending)
+    return UpstreamRuntime(handler, journal=journal, describe=describe, on_output=on_output)
+
+
+def make_bus(kind: str = "auto") -> BusFactory:
+    """The bus factory for ``kind``: ``cyclone``, ``sustainml`` (upstream bindings), or ``auto`` (upstream if importable).
+
+    Raises :class:`BusError` for an unknown kind or ``sustainml`` without the bindings.
+    """
+    if kind == "auto":
+        kind = "sustainml" if upstream_available() else "cyclone"
+    if kind == "sustainml":
+        if not upstream_available():
+            raise BusError("bus 'sustainml' needs the upstream sustainml_py bindings, which are not importable")
+        return _upstream_factory
+    if kind == "cyclone":
+        return NodeRuntime
+    raise BusError(f"unknown bus {kind!r}: expected auto, cyclone or sustainml")
+
+
+def _read(accessor: Any, name: str) -> Any:
+    method = getattr(accessor, name, None)
+    return method() if callable(method) else None
+
+
+def wire_from_accessors(accessor: Any, wire_type: type[Any]) -> Any:
+    """A wire dataclass filled from an upstream accessor object (``obj.field()`` per field)."""
+    values: dict[str, Any] = {}
+    for spec in dataclasses.fields(wire_type):
+        raw = _read(accessor, spec.name)
+        if raw is None:
+            continue
+        if spec.name == "task_id":
+            values["task_id"] = TaskIdImpl(int(_read(raw, "problem_id") or 0), int(_read(raw, "iteration_id") or 0))
+        elif spec.name in ("extra_data", "raw_model"):
+            values[spec.name] = [int(v) & 0xFF for v in raw]
+        elif spec.name in ("inputs", "outputs", "input_batch"):
+            values[spec.name] = [str(v) for v in raw]
+        else:
+            values[spec.name] = raw
+    return wire_type(**values)
+
+
+class UpstreamRuntime:
+    """``handler`` served by the upstream ``sustainml_py`` CarbonFootprintNode (Fast DDS)."""
+
+    def __init__(
+        self,
+        handler: TaskHandler,
+        *,
+        journal: Journal | None = None,
+        describe: Callable[[], Mapping[str, Any]] | None = None,
+        on_output: Callable[[TaskOutput], None] | None = None,
+    ) -> None:
+        self._handler = handler
+        self._journal = journal
+        self._on_output = on_output
+        self._responder = describe_responder(describe)
+        self._measure_lock = threading.Lock()  # upstream runs 2 callbacks at once; measurements must not overlap
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._in_flight = 0
+        self._by_mode: dict[str, int] = {}
+        self._replayed = 0
+        self._node: Any = None
+        self._node_class: Any = None
+        self._spin_thread: threading.Thread | None = None
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Create the upstream node and spin it on a thread."""
+        try:
+            module = importlib.import_module(UPSTREAM_MODULE)
+        except ImportError as exc:
+            raise BusError(f"upstream bindings not importable ({UPSTREAM_MODULE}): {exc}") from exc
+        self._node_class = module.CarbonFootprintNode
+        self._node = self._node_class(callback=self._task_callback, service_callback=self._service_callback)
+        self._spin_thread = threading.Thread(target=self._node.spin, name="carbon-upstream-spin", daemon=True)
+        self._spin_thread.start()
+        log.info("node_started", bus="sustainml")
+
+    def stop(self, timeout_s: float = 30.0) -> bool:
+        """Terminate the upstream node (process-wide, as upstream) and wait for running tasks."""
+        if self._node_class is None:
+            return True
+        idle = self.wait_idle(timeout_s)
+        self._node_class.terminate()
+        if self._spin_thread is not None:
+            self._spin_thread.join(max(0.1, timeout_s))
+            idle = idle and not self._spin_thread.is_alive()
+        self._node = self._node_class = None
+        return idle
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self._in_flight == 0, timeout=timeout_s)
+
+    def pending_count(self) -> int:
+        return 0  # upstream keeps its pending inputs inside the C++ library
+
+    def stats(self) -> RuntimeStats:
+        with self._lock:
+            return RuntimeStats(
+                answered=sum(self._by_mode.values()),
+                by_mode=dict(self._by_mode),
+                replayed=self._replayed,
+                pending=0,
+                in_flight=self._in_flight,
+            )
+
+    # -- callbacks (upstream dispatcher threads) -------------------------------------------------
+
+    def _task_callback(self, ml_model: Any, user_input: Any, hw: Any, node_status: Any, co2: Any) -> None:
+        started = time.monotonic()
+        with self._lock:
+            self._in_flight += 1
+        try:
+            ml = wire_from_accessors(ml_model, MLModelImpl)
+            inputs = TaskInputs(
+                task_id=TaskId(ml.task_id.problem_id, ml.task_id.iteration_id),
+                ml_model=ml,
+                user_input=wire_from_accessors(user_input, UserInputImpl),
+                hw=wire_from_accessors(hw, HWResourceImpl),
+            )
+            output, replay = self._compute(inputs)
+            co2.carbon_footprint(float(output.carbon_g))
+            co2.energy_consumption(float(output.energy_kwh))
+            co2.carbon_intensity(float(output.grid_ci_g_per_kwh))
+            co2.extra_data(output.extra_data_bytes())
+            if output.node_error:
+                node_status.node_status(Status.NODE_ERROR.value)
+            total_s = time.monotonic() - started
+            output = dataclasses.replace(output, timings={**output.timings, "queue_s": 0.0, "total_s": total_s})
+            with self._lock:
+                self._by_mode[output.mode] = self._by_mode.get(output.mode, 0) + 1
+                self._replayed += int(replay)
+            log.info(
+                "task_answered",
+                bus="sustainml",
+                task_id=str(inputs.task_id),
+                mode=output.mode,
+                replay=replay,
+                total_s=round(total_s, 6),
+            )
+            if self._on_output is not None:
+                try:
+                    self._on_output(output)
+                except Exception:
+                    log.exception("on_output_failed", task_id=str(inputs.task_id))
+        except Exception:  # an exception escaping here would kill upstream's worker thread
+            log.exception("upstream_callback_failed")
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._changed.notify_all()
+
+    def _compute(self, inputs: TaskInputs) -> tuple[TaskOutput, bool]:
+        if self._journal is not None:
+            try:
+                stored = self._journal.lookup(inputs.task_id)
+            except Exception:
+                log.exception("journal_lookup_failed", task_id=str(inputs.task_id))
+                stored = None
+            if stored is not None:
+                return dataclasses.replace(stored, task_id=inputs.task_id), True
+        try:
+            if self._handler.lane(inputs) is Lane.MEASURE:
+                with self._measure_lock:
+                    output = self._handler.handle(inputs)
+            else:
+                output = self._handler.handle(inputs)
+        except Exception as exc:
+            output = self._fail(inputs, f"{type(exc).__name__}: {exc}")
+        problem = check_output(output)
+        if problem is not None:
+            output = self._fail(inputs, f"invalid output: {problem}")
+        output = dataclasses.replace(output, task_id=inputs.task_id)
+        if self._journal is not None:
+            try:
+                self._journal.record(output)
+            except Exception:
+                log.exception("journal_record_failed", task_id=str(inputs.task_id))
+        return output, False
+
+    def _fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
+        try:
+            output = self._handler.fail(inputs, message)
+            if check_output(output) is None:
+                return output
+        except Exception:
+            log.exception("handler_fail_raised", task_id=str(inputs.task_id))
+        return error_output(inputs, message)
+
+    def _service_callback(self, req: Any, res: Any) -> None:
+        request = RequestTypeImpl(
+            node_id=int(_read(req, "node_id") or 0),
+            transaction_id=int(_read(req, "transaction_id") or 0),
+            configuration=str(_read(req, "configuration") or ""),
+        )
+        response = self._responder(request)
+        res.node_id(request.node_id)
+        res.transaction_id(request.transaction_id)
+        res.configuration(response.configuration)
+        res.success(response.success)
+        res.err_code(response.err_code.value)

@@ -1,0 +1,179 @@
+"""The estimation engine: one complete task in, its one ``CO2FootprintImpl`` (typed) out.
+
+A task flows through short, mostly pure steps: decode (:mod:`.task`) -> choose the path
+(:mod:`.paths`) -> resolve the grid intensity (:mod:`.intensity`) -> measure (the :class:`Measurer`,
+tracker path only) -> scale per inference (:mod:`.scaling`) -> build ``extra_data``
+(:mod:`.provenance`). Expected failures become the error output here; the runtime turns anything
+else that :meth:`Engine.handle` raises into :meth:`Engine.fail`.
+
+The engine holds no state that one task changes for the next (F5): settings, the measurer and the
+intensity sources are fixed at construction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from carbon_node.core import CarbonNodeError, Lane, TaskInputs, TaskOutput, error_output
+from carbon_node.engine.intensity import Intensity, IntensitySource, default_intensity_source, world_average
+from carbon_node.engine.paths import Mode, Route, choose_route, failed
+from carbon_node.engine.provenance import UNITS, measured_extra_data, onnx_extra_data, simple_extra_data
+from carbon_node.engine.scaling import PerInference, hw_energy_kwh, scale_measurement
+from carbon_node.engine.task import Task, decode_task
+from carbon_node.measure.protocol import Measurer, MeasureSpec
+from carbon_node.service.settings import Settings
+
+__all__ = ["Engine"]
+
+log = structlog.get_logger(__name__)
+
+
+class Engine:
+    """Implements :class:`carbon_node.core.TaskHandler` for the Carbon Footprint node.
+
+    ``intensity`` replaces the whole resolution chain (default: :func:`default_intensity_source` from
+    ``settings``); ``clock`` (seconds, monotonic) times each task for ``TaskOutput.timings``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        measurer: Measurer,
+        intensity: IntensitySource | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.measurer = measurer
+        if intensity is None:
+            intensity = default_intensity_source(
+                settings.grid_ci_g_per_kwh,
+                live_intensity=settings.live_intensity,
+                live_intensity_timeout_s=settings.live_intensity_timeout_s,
+                electricitymaps_api_key=settings.electricitymaps_api_key,
+            )
+        self.intensity = intensity
+        self._clock = clock
+
+    # TaskHandler
+
+    def lane(self, inputs: TaskInputs) -> Lane:
+        """MEASURE for the tracker path; FAST for everything else (no_model, ONNX, early errors)."""
+        if not inputs.complete:
+            return Lane.FAST
+        return Lane.MEASURE if self.route(inputs)[1].mode is Mode.TRACKER else Lane.FAST
+
+    def handle(self, inputs: TaskInputs) -> TaskOutput:
+        """The output of a complete task. Measurement failures are answered, not raised."""
+        started = self._clock()
+        if not inputs.complete:
+            return self.fail(inputs, failed(f"missing input(s): {', '.join(inputs.missing)}"))
+        task, route = self.route(inputs)
+        if route.mode is Mode.NO_MODEL:
+            output = TaskOutput(task.task_id, 0.0, 0.0, 0.0, simple_extra_data(task, Mode.NO_MODEL, route.error))
+        elif route.mode is Mode.ERROR:
+            output = self._error(inputs, task, route.error or failed("unknown error"))
+        elif route.mode is Mode.ONNX_HW_ONLY:
+            output = self._onnx(task)
+        else:
+            output = self._tracker(inputs, task)
+        timings = {**output.timings, "total_s": self._clock() - started}
+        output = dataclasses.replace(output, timings=timings)
+        log.info(
+            "task.answered",
+            task_id=str(task.task_id),
+            model=task.model,
+            mode=output.mode,
+            carbon_g=output.carbon_g,
+            energy_kwh=output.energy_kwh,
+            grid_ci_g_per_kwh=output.grid_ci_g_per_kwh,
+            grid_ci_source=output.extra_data.get("grid_ci_source"),
+            error=output.extra_data.get("error"),
+            **{k: round(v, 4) for k, v in timings.items()},
+        )
+        return output
+
+    def fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
+        """The error output of a task that cannot be computed. Never raises."""
+        return error_output(inputs, message, latency_unit=self.settings.latency_unit, units=dict(UNITS))
+
+    def abort(self) -> None:
+        """Abort the measurement in progress, when the measurer supports it (shutdown)."""
+        abort = getattr(self.measurer, "abort", None)
+        if callable(abort):
+            abort()
+
+    # Steps
+
+    def route(self, inputs: TaskInputs) -> tuple[Task, Route]:
+        """Decode complete ``inputs`` and choose their path (cheap: one stat at most)."""
+        task = decode_task(inputs, self.settings.latency_unit)
+        return task, choose_route(task)
+
+    def spec(self, task: Task) -> MeasureSpec:
+        """What the measurer is asked to measure for ``task``."""
+        s = self.settings
+        return MeasureSpec(
+            model=task.model,
+            window_s=s.window_s,
+            device=s.device,
+            unsupported_models=task.unsupported_models,
+            trust_remote_code=s.trust_remote_code,
+            max_model_mb=s.max_model_mb,
+            load_timeout_s=s.model_load_timeout_s,
+            sim_cpu_tdp_w=s.sim_cpu_tdp_w,
+            sim_cpu_util=s.sim_cpu_util,
+        )
+
+    def _intensity(self, task: Task) -> Intensity:
+        answer = self.intensity.lookup(task.location)
+        # An injected source may have no last resort: carbontracker's world average is ours.
+        return answer if answer is not None else world_average()
+
+    def _error(self, inputs: TaskInputs, task: Task, message: str, **extra: Any) -> TaskOutput:
+        if task.warnings:
+            extra["warnings"] = list(task.warnings)
+        return error_output(inputs, message, latency_unit=task.latency_unit, units=dict(UNITS), **extra)
+
+    def _onnx(self, task: Task) -> TaskOutput:
+        intensity = self._intensity(task)
+        energy_kwh = hw_energy_kwh(task.power_w, task.latency_h)
+        per_inference = PerInference(energy_kwh, energy_kwh * intensity.g_per_kwh)
+        return TaskOutput(
+            task.task_id,
+            carbon_g=per_inference.carbon_g,
+            energy_kwh=energy_kwh,
+            # Upstream publishes the grid intensity itself on this path, even when the energy is 0.
+            grid_ci_g_per_kwh=intensity.g_per_kwh,
+            extra_data=onnx_extra_data(task, intensity, per_inference),
+        )
+
+    def _tracker(self, inputs: TaskInputs, task: Task) -> TaskOutput:
+        spec = self.spec(task)
+        try:
+            measurement = self.measurer.measure(spec)
+        except CarbonNodeError as exc:  # MeasureError and its subclasses: user-facing messages
+            return self._error(inputs, task, failed(str(exc)), error_kind=type(exc).__name__)
+        intensity = self._intensity(task)
+        window_s = measurement.window_s if measurement.window_s > 0 else spec.window_s
+        scaled = scale_measurement(
+            window_energy_kwh=measurement.energy_kwh,
+            window_s=window_s,
+            forward_passes=measurement.forward_passes,
+            latency_s=task.latency_s,
+            power_w=task.power_w,
+            grid_ci_g_per_kwh=intensity.g_per_kwh,
+            method=self.settings.per_inference,
+        )
+        return TaskOutput(
+            task.task_id,
+            carbon_g=scaled.carbon_g,
+            energy_kwh=scaled.energy_kwh,
+            grid_ci_g_per_kwh=scaled.carbon_intensity_g_per_kwh,
+            extra_data=measured_extra_data(task, intensity, measurement, scaled),
+            timings={"load_s": measurement.load_s, "measure_s": measurement.measure_s},
+        )

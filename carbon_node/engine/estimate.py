@@ -1,0 +1,180 @@
+"""``carbon-node estimate``: one task through the same :class:`Engine`, without DDS.
+
+The command builds the task inputs from its flags, runs them through the engine (with a real
+measurement worker only when the model is to be measured), writes progress on stderr and the
+result on ``out``: a readable table (value, unit, where it comes from) or one JSON object.
+Exit status: 0 for a computed footprint (``tracker``, ``onnx_hw_only``), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from carbon_node.core import TaskOutput
+from carbon_node.engine.engine import Engine
+from carbon_node.engine.paths import Mode, failed
+from carbon_node.measure.protocol import Measurement, MeasureSpec
+from carbon_node.service.settings import Settings
+from carbon_node.testing import make_inputs
+
+__all__ = ["format_output", "run_estimate"]
+
+CLOSE_TIMEOUT_S = 10.0
+"""Seconds the measurement worker gets to exit when the command ends."""
+
+
+class _Progress:
+    """A measurer that reports on stderr around the real one."""
+
+    def __init__(self, measurer: Any, task_timeout_s: float, err: TextIO) -> None:
+        self._measurer = measurer
+        self._task_timeout_s = task_timeout_s
+        self._err = err
+
+    def measure(self, spec: MeasureSpec) -> Measurement:
+        say = self._err
+        print(f"loading model {spec.model} (device {spec.device})...", file=say, flush=True)
+        print(
+            f"measuring a {spec.window_s:g} s window of forward passes (at most {self._task_timeout_s:g} s with loading)...",
+            file=say,
+            flush=True,
+        )
+        started = time.monotonic()
+        result: Measurement = self._measurer.measure(spec)
+        cached = ", from the measurement cache" if result.cached else ""
+        print(
+            f"measured {result.forward_passes} passes in {result.window_s:.2f} s "
+            f"(load {result.load_s:.2f} s, tracker {result.measure_s:.2f} s, total {time.monotonic() - started:.2f} s{cached})",
+            file=say,
+            flush=True,
+        )
+        return result
+
+    def abort(self) -> None:
+        abort = getattr(self._measurer, "abort", None)
+        if callable(abort):
+            abort()
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "-" if value is None else str(value)
+
+
+def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
+    """(quantity, value, unit, source) rows of the readable table."""
+    x = output.extra_data
+    rows = [("mode", output.mode, "", "")]
+    if output.mode == Mode.ERROR or output.mode == Mode.NO_MODEL:
+        rows.append(("error", str(x.get("error", "")), "", ""))
+        return rows
+    zone = " ".join(_fmt(v) for v in (x.get("grid_ci_zone"), x.get("grid_ci_year")) if v is not None)
+    components = ",".join(x.get("components") or [])
+    rows += [
+        ("carbon footprint", _fmt(output.carbon_g), "gCO2e", f"per inference, scaling: {x.get('scaling')}"),
+        ("energy consumption", _fmt(output.energy_kwh), "kWh", f"power: {x.get('power_source')} {components}".strip()),
+        ("carbon intensity", _fmt(output.grid_ci_g_per_kwh), "gCO2e/kWh", f"{x.get('grid_ci_source')} {zone}".strip()),
+    ]
+    if x.get("grid_ci_g_per_kwh") != output.grid_ci_g_per_kwh:
+        rows.append(("grid intensity", _fmt(x.get("grid_ci_g_per_kwh")), "gCO2e/kWh", "carbon = energy x this intensity"))
+    for key, label in (("measured_per_inference", "measured / pass"), ("hw_latency_per_inference", "hw-latency scaled")):
+        per = x.get(key)
+        if per:
+            rows.append((label, _fmt(per["energy_kwh"]), "kWh", f"{_fmt(per['carbon_g'])} gCO2e ({key})"))
+    if x.get("scaling_note"):
+        rows.append(("note", str(x["scaling_note"]), "", ""))
+    rows.append(("HW latency", _fmt(x.get("latency_s")), "s", f"input unit: {x.get('latency_unit')}"))
+    rows.append(("HW power", _fmt(x.get("power_w")), "W", "HW provider"))
+    if output.mode == Mode.TRACKER:
+        rows += [
+            ("window", _fmt(x.get("window_s")), "s", f"{x.get('forward_passes')} forward passes"),
+            ("model", str(x.get("model_class")), "", f"{x.get('device')} {x.get('dtype')}"),
+            ("carbontracker", str(x.get("carbontracker_version")), "", f"PUE {_fmt(x.get('pue'))}, at {x.get('measured_at')}"),
+        ]
+    for warning in x.get("warnings", []):
+        rows.append(("warning", str(warning), "", ""))
+    return rows
+
+
+def format_output(output: TaskOutput, as_json: bool) -> str:
+    """The result as one JSON object, or as an aligned table of value, unit and source."""
+    if as_json:
+        return json.dumps(
+            {
+                "carbon_footprint": output.carbon_g,
+                "energy_consumption": output.energy_kwh,
+                "carbon_intensity": output.grid_ci_g_per_kwh,
+                "extra_data": json.loads(output.extra_data_bytes()),
+                "timings": dict(output.timings),
+            },
+            sort_keys=False,
+        )
+    rows = _rows(output)
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(f"{q:<{widths[0]}}  {v:>{widths[1]}}  {u:<{widths[2]}}  {s}".rstrip() for q, v, u, s in rows)
+
+
+def run_estimate(
+    settings: Settings,
+    model: str,
+    latency: float,
+    power: float,
+    region: str,
+    model_path: str,
+    as_json: bool,
+    out: TextIO,
+    err: TextIO | None = None,
+) -> int:
+    """Estimate one model's footprint; ``latency`` in ``settings.latency_unit``, ``power`` in W.
+
+    Starts a measurement worker only for the tracker path and always stops it before returning.
+    Returns the exit status (0: footprint computed; 1: ``error`` or ``no_model``).
+    """
+    err = err if err is not None else sys.stderr
+    inputs = make_inputs(model=model, model_path=model_path, latency=latency, power=power, region=region)
+    engine = Engine(settings, measurer=_Unused())
+    measurer: Any = None
+    with tempfile.TemporaryDirectory(prefix="carbon-node-estimate-") as scratch:
+        try:
+            if engine.route(inputs)[1].mode is Mode.TRACKER:
+                measurer = _start_worker(settings, Path(scratch), err)
+                engine = Engine(settings, _Progress(measurer, settings.task_timeout_s, err), intensity=engine.intensity)
+            output = engine.handle(inputs)
+        except Exception as exc:  # reported as the node would publish it
+            output = engine.fail(inputs, failed(f"{type(exc).__name__}: {exc}"))
+        finally:
+            if measurer is not None:
+                measurer.close(CLOSE_TIMEOUT_S)
+    print(format_output(output, as_json), file=out, flush=True)
+    return 0 if output.mode in (Mode.TRACKER, Mode.ONNX_HW_ONLY) else 1
+
+
+def _start_worker(settings: Settings, scratch_dir: Path, err: TextIO) -> Any:
+    """A started measurement worker (imported here: torch lives behind this import)."""
+    from carbon_node.measure.client import WorkerMeasurer
+
+    print("starting the measurement worker...", file=err, flush=True)
+    measurer = WorkerMeasurer(
+        task_timeout_s=settings.task_timeout_s,
+        model_cache_max_models=settings.model_cache_max_models,
+        model_cache_max_mb=settings.model_cache_max_mb,
+        measure_cache_ttl_s=settings.measure_cache_ttl_s,
+        scratch_dir=scratch_dir,
+    )
+    start = getattr(measurer, "start", None)
+    if callable(start):
+        start()
+    return measurer
+
+
+class _Unused:
+    """The measurer of an engine that only chooses paths: it is never asked to measure."""
+
+    def measure(self, spec: MeasureSpec) -> Measurement:
+        raise AssertionError("no measurement expected on this path")

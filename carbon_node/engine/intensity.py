@@ -1,0 +1,412 @@
+"""Grid carbon intensity (gCO2e/kWh): where each task's value comes from, resolved per task (F5).
+
+Resolution order of :class:`IntensityChain` (first answer wins; every answer names its source):
+
+1. ``env``: ``SUSTAINML_GRID_CI`` (``Settings.grid_ci_g_per_kwh``) when > 0.
+2. ``offline_table``: the user's ``geo_location_region`` (else ``geo_location_continent``) names a
+   country ("Spain", "ES", "ESP", "United States", ...; case-insensitive; "Madrid, Spain" works) found
+   in carbontracker's offline table ``carbontracker/data/carbon-intensities.csv`` (yearly averages).
+3. ``continent_average``: the location names a continent (Europe, Asia, Africa, North America,
+   South America, Oceania): the unweighted mean of the table's countries on that continent. It is a
+   plain mean (the table has no generation volumes), so a small island counts as much as Germany.
+4. ``live:<provider>``: only with ``Settings.live_intensity``: carbontracker's live providers for the
+   node's own location (geolocated by IP, as carbontracker does), bounded by
+   ``live_intensity_timeout_s``.
+5. ``world_average``: carbontracker's world average (``WORLD_AVG_CARBON_INTENSITY``, 445 in 2.4.7).
+
+No step keeps a value that one task sets for the next: the table is read-only data, loaded once.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import importlib.resources
+import io
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Protocol
+
+import structlog
+
+from carbon_node.engine.task import Location
+
+__all__ = [
+    "CONTINENT_COUNTRIES",
+    "ContinentAverage",
+    "FixedIntensity",
+    "Intensity",
+    "IntensityChain",
+    "IntensitySource",
+    "LiveIntensity",
+    "OfflineTable",
+    "TableRow",
+    "WorldAverage",
+    "default_intensity_source",
+    "world_average",
+]
+
+log = structlog.get_logger(__name__)
+
+WORLD_AVERAGE_FALLBACK_G_PER_KWH = 445.0
+WORLD_AVERAGE_FALLBACK_YEAR = 2024
+"""carbontracker 2.4.7's world average, used only when carbontracker is not installed."""
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """A grid carbon intensity in gCO2e/kWh, where it came from, for which zone and year (if known)."""
+
+    g_per_kwh: float
+    source: str
+    zone: str = ""
+    year: int | None = None
+
+
+class IntensitySource(Protocol):
+    """One way to know a grid intensity. Returns None when it has no answer for ``location``."""
+
+    def lookup(self, location: Location) -> Intensity | None:
+        """The intensity for ``location`` (blocking at most the source's own timeout), or None."""
+
+
+@dataclass(frozen=True)
+class TableRow:
+    """One country of the offline table: ISO alpha-2 and alpha-3 codes, name, year, gCO2e/kWh."""
+
+    alpha2: str
+    alpha3: str
+    name: str
+    year: int
+    g_per_kwh: float
+
+
+CONTINENT_COUNTRIES: Mapping[str, frozenset[str]] = {
+    name: frozenset(codes.split())
+    for name, codes in {
+        "Europe": "AL AT BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GI GR HR HU IE IS IT LT LU LV MD ME MK MT NL NO"
+        " PL PT RO RS RU SE SI SK UA",
+        "Asia": "AE AF AM AZ BD BH BN BT CN GE HK ID IL IN IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM MN MO MV MY NP OM"
+        " PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE",
+        "Africa": "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML MR MU MW"
+        " MZ NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG ZA ZM ZW",
+        "North America": "AG AW BB BM BS BZ CA CR CU DM DO GD GL GP GT HN HT JM KN KY LC MQ MS MX NI PA PM PR SV TC TT US"
+        " VC VG VI",
+        "South America": "AR BO BR CL CO EC FK GF GY PE PY SR UY VE",
+        "Oceania": "AS AU CK FJ GU KI NC NR NZ PF PG SB TO VU WS",
+    }.items()
+}
+"""ISO alpha-2 codes per continent (Our World in Data's convention: Russia and Cyprus in Europe, Turkey
+and the Caucasus in Asia, Central America and the Caribbean in North America)."""
+
+_CONTINENT_ALIASES = {
+    "eu": "Europe",
+    "n. america": "North America",
+    "northamerica": "North America",
+    "s. america": "South America",
+    "southamerica": "South America",
+    "australia/oceania": "Oceania",
+    "australia and oceania": "Oceania",
+}
+
+_COUNTRY_ALIASES = {
+    "usa": "US",
+    "u.s.": "US",
+    "u.s.a.": "US",
+    "united states of america": "US",
+    "america": "US",
+    "uk": "GB",
+    "u.k.": "GB",
+    "great britain": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northern ireland": "GB",
+    "holland": "NL",
+    "the netherlands": "NL",
+    "czech republic": "CZ",
+    "korea": "KR",
+    "republic of korea": "KR",
+    "russian federation": "RU",
+    "turkiye": "TR",
+    "türkiye": "TR",
+    "ivory coast": "CI",
+    "viet nam": "VN",
+    "uae": "AE",
+    "dr congo": "CD",
+    "drc": "CD",
+    "deutschland": "DE",
+    "españa": "ES",
+    "espana": "ES",
+    "italia": "IT",
+    "schweiz": "CH",
+    "suisse": "CH",
+    "österreich": "AT",
+    "sverige": "SE",
+    "norge": "NO",
+    "polska": "PL",
+    "brasil": "BR",
+    "méxico": "MX",
+    "nippon": "JP",
+}
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.strip().lower().split())
+
+
+def _candidates(text: str) -> list[str]:
+    """The whole text, then its comma/slash/semicolon-separated parts from the last ("Madrid, Spain")."""
+    whole = _norm(text)
+    if not whole:
+        return []
+    parts = [_norm(p) for p in re.split(r"[,/;|]", text) if _norm(p)]
+    return [whole, *[p for p in reversed(parts) if p != whole]]
+
+
+def parse_table(text: str) -> list[TableRow]:
+    """Rows of carbontracker's ``carbon-intensities.csv`` (alpha-2, Year, Entity, Code, gCO2eq/kWh)."""
+    rows: list[TableRow] = []
+    for record in csv.reader(io.StringIO(text)):
+        if len(record) < 5 or record[0] == "alpha-2":
+            continue
+        try:
+            rows.append(
+                TableRow(
+                    record[0].strip().upper(), record[3].strip().upper(), record[2].strip(), int(record[1]), float(record[4])
+                )
+            )
+        except ValueError:
+            continue
+    return rows
+
+
+@functools.cache
+def carbontracker_table() -> tuple[TableRow, ...]:
+    """carbontracker's offline table, read once from its installed package (empty if not installed)."""
+    try:
+        text = importlib.resources.files("carbontracker").joinpath("data", "carbon-intensities.csv").read_text("utf-8")
+    except (ModuleNotFoundError, OSError) as exc:
+        log.warning("intensity.table_unavailable", error=str(exc))
+        return ()
+    return tuple(parse_table(text))
+
+
+@functools.cache
+def world_average() -> Intensity:
+    """carbontracker's world-average intensity (its ``constants`` module, imported once, lazily)."""
+    try:
+        from carbontracker import constants  # ~0.1 s, pulls requests; only on first use
+
+        value, year = float(constants.WORLD_AVG_CARBON_INTENSITY), int(constants.WORLD_AVG_CARBON_INTENSITY_YEAR)
+    except Exception as exc:  # a missing or broken optional dependency must not break a task
+        log.warning("intensity.world_average_fallback", error=str(exc))
+        value, year = WORLD_AVERAGE_FALLBACK_G_PER_KWH, WORLD_AVERAGE_FALLBACK_YEAR
+    return Intensity(value, "world_average", "world", year)
+
+
+class FixedIntensity:
+    """A configured intensity (``SUSTAINML_GRID_CI``); answers every location when > 0."""
+
+    def __init__(self, g_per_kwh: float, source: str = "env") -> None:
+        self.g_per_kwh = g_per_kwh
+        self.source = source
+
+    def lookup(self, location: Location) -> Intensity | None:
+        return Intensity(self.g_per_kwh, self.source) if self.g_per_kwh > 0 else None
+
+
+class OfflineTable:
+    """Country lookup in a table of yearly averages (by default carbontracker's)."""
+
+    def __init__(self, rows: Iterable[TableRow] | None = None) -> None:
+        self.rows = tuple(carbontracker_table() if rows is None else rows)
+        self._by_key: dict[str, TableRow] = {}
+        for row in self.rows:
+            for key in (row.alpha2, row.alpha3, row.name):
+                if key:
+                    self._by_key.setdefault(_norm(key), row)
+        for alias, alpha2 in _COUNTRY_ALIASES.items():
+            target = self._by_key.get(_norm(alpha2))
+            if target is not None:
+                self._by_key.setdefault(alias, target)
+
+    def country(self, text: str) -> TableRow | None:
+        """The table row a free-text place names, or None."""
+        for candidate in _candidates(text):
+            row = self._by_key.get(candidate)
+            if row is not None:
+                return row
+        return None
+
+    def lookup(self, location: Location) -> Intensity | None:
+        for text in (location.region, location.continent):
+            row = self.country(text)
+            if row is not None:
+                return Intensity(row.g_per_kwh, "offline_table", row.alpha2, row.year)
+        return None
+
+
+def continent_name(text: str) -> str | None:
+    """The canonical continent a free-text place names ("europe", "EU", "North America"), or None."""
+    by_name = {_norm(name): name for name in CONTINENT_COUNTRIES}
+    for candidate in _candidates(text):
+        name = by_name.get(candidate) or _CONTINENT_ALIASES.get(candidate)
+        if name is not None:
+            return name
+    return None
+
+
+class ContinentAverage:
+    """The unweighted mean over a continent's countries in an :class:`OfflineTable`."""
+
+    def __init__(self, table: OfflineTable) -> None:
+        self._averages: dict[str, float] = {}
+        for name, codes in CONTINENT_COUNTRIES.items():
+            values = [row.g_per_kwh for row in table.rows if row.alpha2 in codes]
+            if values:
+                self._averages[name] = sum(values) / len(values)
+
+    def lookup(self, location: Location) -> Intensity | None:
+        for text in (location.region, location.continent):
+            name = continent_name(text)
+            if name is not None and name in self._averages:
+                return Intensity(self._averages[name], "continent_average", name)
+        return None
+
+
+LiveFetch = Callable[[], tuple[float, str, str]]
+"""Blocking live lookup returning (gCO2e/kWh, provider id, zone); raises when it cannot answer."""
+
+
+def carbontracker_live_fetch(electricitymaps_api_key: str) -> LiveFetch:
+    """A live lookup through carbontracker's providers for the node's IP-geolocated country.
+
+    Denmark uses Energi Data Service, Great Britain the Carbon Intensity API, any other country
+    Electricity Maps when an API key is configured.
+    """
+
+    def fetch() -> tuple[float, str, str]:
+        import geocoder  # carbontracker's dependency; network
+        from carbontracker.emissions.intensity.fetchers import carbonintensitygb, electricitymaps, energidataservice
+
+        where = geocoder.ip("me")
+        if not getattr(where, "ok", False):
+            raise LookupError("the node's location could not be determined")
+        country = str(where.country)
+        fetcher: object
+        if country == "DK":
+            fetcher = energidataservice.EnergiDataService(logger=None)
+        elif country == "GB":
+            fetcher = carbonintensitygb.CarbonIntensityGB(logger=None)
+        elif electricitymaps_api_key:
+            fetcher = electricitymaps.ElectricityMap(logger=None, api_key=electricitymaps_api_key)
+        else:
+            raise LookupError(f"no live provider for {country} without an Electricity Maps API key")
+        place = SimpleNamespace(
+            country=country, address=where.address, postal=getattr(where, "postal", None), lat=where.lat, lng=where.lng
+        )
+        result = fetcher.fetch_carbon_intensity(place)  # type: ignore[attr-defined]
+        return float(result.carbon_intensity), str(fetcher.id), country  # type: ignore[attr-defined]
+
+    return fetch
+
+
+class LiveIntensity:
+    """carbontracker's live providers, bounded by ``timeout_s`` and reused for ``cache_ttl_s``.
+
+    The lookup runs in a daemon thread; a lookup that overruns is abandoned (the providers have no
+    timeouts of their own) and, while it still runs, no second one is started.
+    """
+
+    def __init__(
+        self,
+        fetch: LiveFetch,
+        timeout_s: float,
+        cache_ttl_s: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fetch = fetch
+        self.timeout_s = timeout_s
+        self.cache_ttl_s = cache_ttl_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cached: tuple[float, Intensity] | None = None
+        self._running: threading.Thread | None = None
+
+    def lookup(self, location: Location) -> Intensity | None:
+        with self._lock:
+            if self._cached is not None and self._clock() - self._cached[0] < self.cache_ttl_s:
+                return self._cached[1]
+            if self._running is not None and self._running.is_alive():
+                log.info("intensity.live_skipped", reason="a previous lookup is still running")
+                return None
+            box: list[tuple[float, str, str] | BaseException] = []
+
+            def run() -> None:
+                try:
+                    box.append(self._fetch())
+                except BaseException as exc:  # reported to the caller below
+                    box.append(exc)
+
+            thread = threading.Thread(target=run, name="carbon-node-live-intensity", daemon=True)
+            self._running = thread
+            thread.start()
+        thread.join(self.timeout_s)
+        if not box:
+            log.warning("intensity.live_timeout", timeout_s=self.timeout_s)
+            return None
+        outcome = box[0]
+        if isinstance(outcome, BaseException):
+            log.warning("intensity.live_failed", error=str(outcome))
+            return None
+        value, provider, zone = outcome
+        if not value > 0:
+            log.warning("intensity.live_failed", error=f"provider {provider} answered {value!r}")
+            return None
+        intensity = Intensity(value, f"live:{provider}", zone)
+        with self._lock:
+            self._cached = (self._clock(), intensity)
+        return intensity
+
+
+class WorldAverage:
+    """carbontracker's world average: the last resort, answers every location."""
+
+    def lookup(self, location: Location) -> Intensity:
+        return world_average()
+
+
+class IntensityChain:
+    """Asks its sources in order; the first answer wins, and the world average ends every chain."""
+
+    def __init__(self, sources: Sequence[IntensitySource]) -> None:
+        self.sources = tuple(sources)
+
+    def lookup(self, location: Location) -> Intensity:
+        for source in self.sources:
+            answer = source.lookup(location)
+            if answer is not None:
+                return answer
+        return world_average()
+
+
+def default_intensity_source(
+    grid_ci_g_per_kwh: float,
+    live_intensity: bool = False,
+    live_intensity_timeout_s: float = 5.0,
+    electricitymaps_api_key: str = "",
+    table: OfflineTable | None = None,
+) -> IntensityChain:
+    """The chain of the module docstring, from the settings of the same names."""
+    table = table if table is not None else OfflineTable()
+    sources: list[IntensitySource] = [FixedIntensity(grid_ci_g_per_kwh), table, ContinentAverage(table)]
+    if live_intensity:
+        sources.append(LiveIntensity(carbontracker_live_fetch(electricitymaps_api_key), live_intensity_timeout_s))
+    sources.append(WorldAverage())
+    return IntensityChain(sources)

@@ -1,0 +1,71 @@
+"""Choose how a task is answered, keeping upstream's ``mode`` values (PROTOCOL.md 7.4, K3).
+
+- ``no_model``: the provider found no model (``NO_MODEL``, any case): zeros and upstream's message.
+- ``onnx_hw_only``: ``model_path`` names an ONNX file: HW power x latency, no measurement. The file
+  must exist (checked with a stat; it is never read).
+- ``tracker``: measure the model's forward passes under carbontracker.
+- ``error``: anything that cannot be answered; decided here when it is known before measuring.
+
+The choice is cheap (one stat at most) so that the runtime can pick a lane without blocking.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from carbon_node.engine.task import Task
+
+__all__ = ["FAILED_PREFIX", "NO_MODEL_MESSAGE", "Mode", "Route", "choose_route", "failed"]
+
+NO_MODEL_MESSAGE = "No model selected (NO_MODEL). Carbon footprint not computed."
+"""Upstream's ``error`` text for ``no_model`` outputs, verbatim."""
+
+FAILED_PREFIX = "Failed to obtain carbon footprint information: "
+"""Upstream's prefix of tracker-path failure messages."""
+
+
+def failed(reason: str) -> str:
+    """Upstream's error text for a task whose footprint could not be obtained."""
+    return FAILED_PREFIX + reason
+
+
+class Mode(enum.StrEnum):
+    """The ``mode`` key of the output ``extra_data`` (upstream values)."""
+
+    NO_MODEL = "no_model"
+    ONNX_HW_ONLY = "onnx_hw_only"
+    TRACKER = "tracker"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Route:
+    """The chosen path, and for ``error`` the user-facing message."""
+
+    mode: Mode
+    error: str | None = None
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return os.path.isfile(path)
+    except (OSError, ValueError):  # e.g. an embedded NUL byte
+        return False
+
+
+def choose_route(task: Task, is_file: Callable[[str], bool] = _is_file) -> Route:
+    """The path of ``task``; ``is_file`` answers whether a path names an existing regular file."""
+    if task.is_no_model:
+        return Route(Mode.NO_MODEL, NO_MODEL_MESSAGE)
+    if task.hw_problem is not None:
+        return Route(Mode.ERROR, failed(task.hw_problem))
+    if task.is_onnx:
+        if not is_file(task.model_path):
+            return Route(Mode.ERROR, f"ONNX file not found: {task.model_path}")
+        return Route(Mode.ONNX_HW_ONLY)
+    if not task.model:
+        return Route(Mode.ERROR, failed("the MLModel input names no model (empty model and no .onnx model_path)"))
+    return Route(Mode.TRACKER)

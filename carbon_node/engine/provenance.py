@@ -1,0 +1,143 @@
+"""The output ``extra_data``: upstream's keys unchanged, then what the numbers are made of.
+
+Upstream keys (K2, K3): ``num_outputs``, ``model_restrains`` (:func:`carbon_node.core.base_extra_data`,
+F1 coercion), ``mode``, ``error`` (error and no_model outputs) and ``grid_ci_source``.
+
+Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` when not applicable):
+
+| key | meaning |
+|---|---|
+| ``grid_ci_g_per_kwh``, ``grid_ci_zone``, ``grid_ci_year`` | the intensity used, its zone and year |
+| ``power_source`` | rapl, nvml, tdp_table, simulated, or hw_provider (HW power x latency) |
+| ``components`` | what carbontracker measured (cpu, gpu) |
+| ``window_s``, ``forward_passes`` | the measured window (seconds) and the passes completed in it |
+| ``measured_per_inference`` | ``{energy_kwh, carbon_g}``: window / forward passes (F3) |
+| ``hw_latency_per_inference`` | ``{energy_kwh, carbon_g}``: upstream's HW-latency scaling |
+| ``scaling`` | what the three doubles carry: hw_latency, measured or none |
+| ``scaling_note`` | why the configured scaling was not applied, when it was not |
+| ``latency_unit``, ``latency_s``, ``power_w`` | the HW input as understood (F2) |
+| ``pue``, ``cached``, ``measured_at``, ``carbontracker_version`` | measurement provenance |
+| ``model_class``, ``device``, ``dtype`` | what was run |
+| ``units`` | units of the three published doubles |
+| ``warnings`` | input problems that did not stop the task (only when there are some) |
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carbon_node.core import base_extra_data
+from carbon_node.engine.intensity import Intensity
+from carbon_node.engine.paths import Mode
+from carbon_node.engine.scaling import PerInference, Scaled
+from carbon_node.engine.task import Task
+from carbon_node.measure.protocol import Measurement
+
+__all__ = ["UNITS", "measured_extra_data", "onnx_extra_data", "simple_extra_data"]
+
+UNITS = {"carbon_footprint": "gCO2e", "energy_consumption": "kWh", "carbon_intensity": "gCO2e/kWh"}
+"""Units of the three doubles of ``CO2FootprintImpl`` as this node produces them."""
+
+
+def _intensity_keys(intensity: Intensity) -> dict[str, Any]:
+    return {
+        "grid_ci_source": intensity.source,
+        "grid_ci_g_per_kwh": intensity.g_per_kwh,
+        "grid_ci_zone": intensity.zone or None,
+        "grid_ci_year": intensity.year,
+    }
+
+
+def _hw_keys(task: Task) -> dict[str, Any]:
+    return {"latency_unit": task.latency_unit, "latency_s": task.latency_s, "power_w": task.power_w}
+
+
+def _per_inference(value: PerInference | None) -> dict[str, float] | None:
+    return value.as_dict() if value is not None else None
+
+
+def _tail(task: Task) -> dict[str, Any]:
+    tail: dict[str, Any] = {"units": dict(UNITS)}
+    if task.warnings:
+        tail["warnings"] = list(task.warnings)
+    return tail
+
+
+def simple_extra_data(task: Task, mode: Mode, error: str | None = None) -> dict[str, Any]:
+    """``extra_data`` of an output without numbers (``no_model``): upstream keys, latency unit, units."""
+    data = base_extra_data(task.model, task.user_extra)
+    data["mode"] = mode.value
+    if error is not None:
+        data["error"] = error
+    data["latency_unit"] = task.latency_unit
+    data.update(_tail(task))
+    return data
+
+
+def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInference) -> dict[str, Any]:
+    """``extra_data`` of an ``onnx_hw_only`` output: HW power x latency, nothing measured."""
+    data = base_extra_data(task.model, task.user_extra)
+    data["mode"] = Mode.ONNX_HW_ONLY.value
+    data.update(_intensity_keys(intensity))
+    data.update(
+        {
+            "power_source": "hw_provider",
+            "components": [],
+            "window_s": None,
+            "forward_passes": None,
+            "measured_per_inference": None,
+            "hw_latency_per_inference": per_inference.as_dict(),
+            # power x latency is one inference already: nothing to scale.
+            "scaling": "none",
+        }
+    )
+    data.update(_hw_keys(task))
+    data.update(
+        {
+            "pue": None,
+            "cached": False,
+            "measured_at": None,
+            "carbontracker_version": None,
+            "model_class": None,
+            "device": None,
+            "dtype": None,
+        }
+    )
+    data.update(_tail(task))
+    return data
+
+
+def measured_extra_data(task: Task, intensity: Intensity, measurement: Measurement, scaled: Scaled) -> dict[str, Any]:
+    """``extra_data`` of a ``tracker`` output."""
+    data = base_extra_data(task.model, task.user_extra)
+    data["mode"] = Mode.TRACKER.value
+    data.update(_intensity_keys(intensity))
+    data.update(
+        {
+            "power_source": "hw_provider" if scaled.hw_fallback else measurement.power_source,
+            "components": list(measurement.components),
+            "window_s": measurement.window_s,
+            "forward_passes": measurement.forward_passes,
+            "measured_per_inference": _per_inference(scaled.measured),
+            "hw_latency_per_inference": _per_inference(scaled.hw_latency),
+            "scaling": scaled.scaling,
+        }
+    )
+    if scaled.note:
+        data["scaling_note"] = scaled.note
+    data.update(_hw_keys(task))
+    data.update(
+        {
+            "pue": measurement.pue,
+            "cached": measurement.cached,
+            "measured_at": measurement.measured_at,
+            "carbontracker_version": measurement.carbontracker_version,
+            "model_class": measurement.model_class,
+            "device": measurement.device,
+            "dtype": measurement.dtype,
+        }
+    )
+    if measurement.notes:
+        data["measurement_notes"] = list(measurement.notes)
+    data.update(_tail(task))
+    return data

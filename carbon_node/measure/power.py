@@ -1,0 +1,137 @@
+"""Which power source a measurement window uses, decided before carbontracker starts.
+
+carbontracker picks its own CPU and GPU handlers; this module predicts and steers that choice so that
+every Measurement says honestly how its energy was obtained:
+
+- ``simulated``: sim settings were given; carbontracker's simulated CPU draws ``tdp_w x util`` watts.
+- ``nvml``: a CUDA GPU is used and NVML answers (GPU energy is measured; the CPU part is by RAPL or TDP).
+- ``rapl``: the Intel RAPL energy counters (``<powercap>/intel-rapl*/energy_uj``) are readable.
+- ``tdp_table``: none of the above: carbontracker's CPU TDP table at 50 % utilisation, an estimate.
+
+One trap is handled here: carbontracker chooses its RAPL handler whenever the powercap directory is
+non-empty, even when the counters are not readable (the default since 2020), and then records zero
+power. In that case the TDP-table estimate is computed with carbontracker's own table and handed to
+carbontracker through its ``sim_cpu`` settings, so the window still gets the TDP-table estimate.
+
+The powercap root is a parameter so tests can point it at a fixture tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from carbon_node.measure.protocol import PowerSource
+
+__all__ = ["POWERCAP_ROOT", "PowerPlan", "nvml_available", "plan_power", "rapl_present", "rapl_readable"]
+
+POWERCAP_ROOT = Path("/sys/class/powercap")
+"""Where Linux exposes RAPL; carbontracker reads this exact path."""
+
+SIMULATED_CPU_NAME = "carbon-node simulated CPU"
+
+
+@dataclass(frozen=True)
+class PowerPlan:
+    """The power source of a window and the ``CarbonTracker`` keyword arguments that produce it."""
+
+    source: PowerSource
+    cpu_source: str
+    """How the CPU part is obtained: ``rapl``, ``tdp_table`` or ``simulated``."""
+    gpu_source: str | None
+    """``nvml`` when a GPU is measured, else None."""
+    tracker_kwargs: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def rapl_present(powercap_root: Path = POWERCAP_ROOT) -> bool:
+    """Whether carbontracker would pick its RAPL handler (the directory exists and is not empty)."""
+    try:
+        return powercap_root.is_dir() and any(powercap_root.iterdir())
+    except OSError:
+        return False
+
+
+def rapl_readable(powercap_root: Path = POWERCAP_ROOT) -> bool:
+    """Whether at least one RAPL zone counter (``intel-rapl*/energy_uj``) can be read as an integer."""
+    try:
+        zones = sorted(powercap_root.glob("intel-rapl*/energy_uj"))
+    except OSError:
+        return False
+    for counter in zones:
+        try:
+            int(counter.read_text(encoding="ascii").strip())
+        except (OSError, ValueError):
+            continue
+        return True
+    return False
+
+
+def nvml_available() -> bool:
+    """Whether NVML initialises and reports at least one GPU (pynvml installed, driver present)."""
+    try:
+        import pynvml
+    except ImportError:
+        return False
+    try:
+        pynvml.nvmlInit()
+    except Exception:  # NVMLError_LibraryNotFound, driver mismatch: all mean "no NVML"
+        return False
+    try:
+        return int(pynvml.nvmlDeviceGetCount()) > 0
+    except Exception:
+        return False
+    finally:
+        with contextlib.suppress(Exception):  # a failing shutdown must not fail the probe
+            pynvml.nvmlShutdown()
+
+
+def tdp_table_watts() -> tuple[str, float]:
+    """carbontracker's TDP-table estimate for this CPU: (CPU name, full TDP in W); its 50 % is applied later."""
+    from carbontracker.components.cpu.generic import GenericCPU
+
+    cpu = GenericCPU(pids=[], devices_by_pid=False)
+    cpu.init()  # sets cpu.tdp to the matched (or average) TDP at 50 % utilisation
+    return cpu.cpu_brand or "Unknown CPU", float(cpu.tdp or 0.0) * 2.0
+
+
+def plan_power(
+    *,
+    sim_cpu_tdp_w: float | None,
+    sim_cpu_util: float | None,
+    uses_cuda: bool,
+    powercap_root: Path = POWERCAP_ROOT,
+    nvml_probe: Callable[[], bool] = nvml_available,
+    tdp_table: Callable[[], tuple[str, float]] = tdp_table_watts,
+) -> PowerPlan:
+    """Decide the power source of a window (see the module docstring).
+
+    ``sim_cpu_tdp_w`` (W) with ``sim_cpu_util`` (0-1, default 1.0) simulates a CPU drawing
+    ``sim_cpu_tdp_w x sim_cpu_util`` watts; ``uses_cuda`` says whether the model runs on a CUDA GPU.
+    """
+    gpu_source: Literal["nvml"] | None = "nvml" if uses_cuda and nvml_probe() else None
+    notes: list[str] = []
+    if uses_cuda and gpu_source is None:
+        notes.append("the model runs on a GPU but NVML is unavailable: GPU energy is not measured")
+
+    if sim_cpu_tdp_w is not None:
+        util = 1.0 if sim_cpu_util is None else sim_cpu_util
+        kwargs = {"sim_cpu": SIMULATED_CPU_NAME, "sim_cpu_tdp": float(sim_cpu_tdp_w), "sim_cpu_util": float(util)}
+        notes.append(f"simulated CPU power {sim_cpu_tdp_w * util:g} W ({sim_cpu_tdp_w:g} W TDP x {util:g} utilisation)")
+        return PowerPlan("simulated", "simulated", gpu_source, kwargs, tuple(notes))
+
+    if rapl_readable(powercap_root):
+        return PowerPlan(gpu_source or "rapl", "rapl", gpu_source, {}, tuple(notes))
+
+    kwargs = {}
+    if rapl_present(powercap_root):
+        # carbontracker would use RAPL and read zeros: give it the TDP-table estimate explicitly.
+        name, tdp_w = tdp_table()
+        kwargs = {"sim_cpu": name, "sim_cpu_tdp": tdp_w, "sim_cpu_util": 0.5}
+        notes.append("RAPL counters are not readable: CPU power is carbontracker's TDP-table estimate")
+    else:
+        notes.append("no RAPL counters: CPU power is carbontracker's TDP-table estimate (50 % of TDP), not a measurement")
+    return PowerPlan(gpu_source or "tdp_table", "tdp_table", gpu_source, kwargs, tuple(notes))

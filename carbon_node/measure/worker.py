@@ -1,0 +1,314 @@
+"""The measurement worker: a long-lived process that loads models and runs tracker windows.
+
+:class:`~carbon_node.measure.client.WorkerMeasurer` starts :func:`worker_main` in a ``spawn``-ed process
+and talks to it over a pipe:
+
+- worker -> client, once: ``("ready", Ready)`` after the heavy imports (torch, transformers,
+  carbontracker) are done;
+- client -> worker: ``("measure", request_id, MeasureSpec)``; worker -> client: ``("reply", Reply)``;
+- client -> worker: ``("stop",)``: the worker exits.
+
+:class:`MeasureService` does the work for one spec (resolve, load or reuse, window) and can also run in
+the calling process. Loaded models stay in a :class:`ModelCache`, bounded by count and parameter bytes.
+
+Errors cross the pipe typed: ``Reply.error_kind`` is ``"rejected"`` (:class:`ModelRejected`) or
+``"error"`` (:class:`MeasureError`), and ``Reply.message`` is the user-facing text.
+
+The worker's stdout and stderr (C libraries included) go to ``<scratch_dir>/worker.log`` (the previous
+worker's log is kept as ``worker.log.1``), so nothing reaches the node's terminal or journal directly.
+One worker owns its scratch directory: at start it removes window directories a killed predecessor left.
+
+Importing this module is cheap: torch, transformers and carbontracker are imported inside the worker.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import signal
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+import structlog
+
+from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec, ModelRejected
+
+if TYPE_CHECKING:
+    from carbon_node.measure.models import LoadedModel
+
+__all__ = ["MeasureService", "ModelCache", "Ready", "Reply", "WorkerConfig", "worker_main"]
+
+log = structlog.get_logger(__name__)
+
+LOG_NAME = "worker.log"
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What a worker needs: its scratch directory and the bounds of its model cache (count, MiB)."""
+
+    scratch_dir: Path
+    model_cache_max_models: int = 4
+    model_cache_max_mb: float = 2048.0
+    hub_probe_timeout_s: float = 2.0
+    """Seconds to decide whether the hub is reachable when ``HF_HUB_OFFLINE`` is unset."""
+
+
+@dataclass(frozen=True)
+class Ready:
+    """Sent once the worker has imported its libraries."""
+
+    pid: int
+    import_s: float
+    hub_offline: bool
+    cuda_available: bool
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The answer to one measure request: a Measurement, or an error kind and message."""
+
+    request_id: int
+    measurement: Measurement | None = None
+    error_kind: Literal["rejected", "error"] | None = None
+    message: str = ""
+    cached_models: int = 0
+    cached_mb: float = 0.0
+
+
+class ModelCache(Generic[V]):
+    """Least-recently-used cache bounded by entry count and by total size in bytes.
+
+    An entry larger than ``max_bytes`` on its own is not kept. ``on_evict`` is called with each
+    value that leaves the cache (to free its memory).
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int, on_evict: Callable[[V], None] | None = None) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._on_evict = on_evict
+        self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: Hashable) -> bool:
+        return key in self._entries
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(size for _, size in self._entries.values())
+
+    def keys(self) -> list[Hashable]:
+        """Keys from least to most recently used."""
+        return list(self._entries)
+
+    def get(self, key: Hashable) -> V | None:
+        """The value for ``key`` (now the most recently used), or None."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        self._entries.move_to_end(key)
+        return entry[0]
+
+    def put(self, key: Hashable, value: V, size_bytes: int) -> bool:
+        """Keep ``value``, evicting least-recently-used entries to stay within both bounds.
+
+        Returns False (and keeps nothing) when the value alone exceeds a bound.
+        """
+        self.discard(key)
+        if self.max_entries <= 0 or size_bytes > self.max_bytes:
+            return False
+        while self._entries and (len(self._entries) + 1 > self.max_entries or self.total_bytes + size_bytes > self.max_bytes):
+            _, (old, _) = self._entries.popitem(last=False)
+            self._evicted(old)
+        self._entries[key] = (value, size_bytes)
+        return True
+
+    def discard(self, key: Hashable) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._evicted(entry[0])
+
+    def clear(self) -> None:
+        while self._entries:
+            _, (old, _) = self._entries.popitem(last=False)
+            self._evicted(old)
+
+    def _evicted(self, value: V) -> None:
+        if self._on_evict is not None:
+            self._on_evict(value)
+
+
+def _free_model(_loaded: Any) -> None:
+    """Return an evicted model's memory (CPU through the collector, GPU through torch's cache)."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class MeasureService:
+    """Measures specs: resolves and loads models (kept in a :class:`ModelCache`) and runs tracker windows."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.models: ModelCache[LoadedModel] = ModelCache(
+            config.model_cache_max_models, int(config.model_cache_max_mb * 2**20), on_evict=_free_model
+        )
+
+    def measure(self, spec: MeasureSpec) -> Measurement:
+        """Measure ``spec``; raises :class:`ModelRejected` or :class:`MeasureError` with a user-facing message."""
+        import torch
+
+        from carbon_node.measure import models
+        from carbon_node.measure.power import plan_power
+        from carbon_node.measure.tracker import run_window
+
+        load_started = time.perf_counter()
+        source = models.resolve_model_source(spec.model, timeout_s=spec.load_timeout_s)
+        key = (str(source.directory), spec.device, spec.trust_remote_code)
+        loaded = self.models.get(key)
+        notes: list[str] = []
+        if loaded is not None:
+            models.check_allowed(spec, loaded.model_class, loaded.param_bytes)
+            load_s = 0.0
+        else:
+            try:
+                loaded = models.load_model(spec, source)
+            finally:
+                gc.collect()  # a refused or failed load leaves a large half-built model behind
+            load_s = time.perf_counter() - load_started
+            if not self.models.put(key, loaded, loaded.param_bytes):
+                notes.append("model too large for the worker's model cache: it is not kept")
+        uses_cuda = loaded.device.startswith("cuda")
+        plan = plan_power(sim_cpu_tdp_w=spec.sim_cpu_tdp_w, sim_cpu_util=spec.sim_cpu_util, uses_cuda=uses_cuda)
+        with torch.inference_mode():
+            result = run_window(
+                loaded.forward,
+                window_s=spec.window_s,
+                scratch_dir=self.config.scratch_dir,
+                plan=plan,
+                synchronize=torch.cuda.synchronize if uses_cuda else None,
+            )
+        return Measurement(
+            model=spec.model,
+            model_class=loaded.model_class,
+            device=loaded.device,
+            dtype=loaded.dtype,
+            energy_kwh=result.energy_kwh,
+            window_s=result.window_s,
+            forward_passes=result.forward_passes,
+            power_source=plan.source,
+            components=result.components,
+            pue=result.pue,
+            carbontracker_version=result.carbontracker_version,
+            measured_at=result.measured_at,
+            load_s=load_s,
+            measure_s=result.measure_s,
+            notes=(*loaded.notes, *plan.notes, *notes),
+        )
+
+    def reply(self, request_id: int, spec: MeasureSpec) -> Reply:
+        """:meth:`measure` with every failure turned into a typed :class:`Reply` (never raises)."""
+        measurement: Measurement | None = None
+        kind: Literal["rejected", "error"] | None = None
+        message = ""
+        try:
+            measurement = self.measure(spec)
+        except ModelRejected as exc:
+            kind, message = "rejected", str(exc)
+        except MeasureError as exc:
+            kind, message = "error", str(exc)
+        except SystemExit as exc:  # carbontracker calls sys.exit(70) when it finds no component
+            kind, message = "error", f"carbontracker stopped the measurement (exit code {exc.code}): no usable power source"
+        except Exception as exc:  # anything else is reported, the worker lives on
+            kind, message = "error", f"measuring {spec.model!r} failed: {type(exc).__name__}: {exc}"
+        if kind is not None:
+            log.warning("worker.measure_failed", model=spec.model, kind=kind, error=message)
+        return Reply(
+            request_id,
+            measurement,
+            kind,
+            message,
+            cached_models=len(self.models),
+            cached_mb=self.models.total_bytes / 2**20,
+        )
+
+
+def _redirect_output(scratch_dir: Path) -> None:
+    """Send this process's stdout and stderr (file descriptors 1 and 2) to ``worker.log``."""
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    path = scratch_dir / LOG_NAME
+    if path.exists():
+        path.replace(scratch_dir / f"{LOG_NAME}.1")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+
+
+def _remove_stale_windows(scratch_dir: Path) -> None:
+    """Remove window log directories (``ct-*``) that a killed predecessor could not clean up."""
+    import shutil
+
+    for path in scratch_dir.glob("ct-*"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _warm_up(config: WorkerConfig) -> Ready:
+    """Import the heavy libraries (the first task must not pay for it) and describe the worker."""
+    import importlib.metadata
+
+    from carbon_node.measure.netcheck import ensure_offline_flag
+
+    started = time.perf_counter()
+    offline = ensure_offline_flag(config.hub_probe_timeout_s)
+    import torch
+
+    import carbon_node.measure.models
+    import carbon_node.measure.power
+    import carbon_node.measure.tracker  # noqa: F401 - imported for the warm-up
+
+    versions = {name: importlib.metadata.version(name) for name in ("torch", "transformers", "carbontracker")}
+    return Ready(os.getpid(), time.perf_counter() - started, offline, torch.cuda.is_available(), versions)
+
+
+def worker_main(conn: Connection, config: WorkerConfig) -> None:
+    """The worker process: warm up, then answer measure requests until ``stop`` or the pipe closes."""
+    import faulthandler
+
+    # The node decides when the worker ends: Ctrl-C in a terminal reaches the whole process group.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _redirect_output(config.scratch_dir)
+    faulthandler.enable()  # a segfault leaves its Python traceback in worker.log
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    _remove_stale_windows(config.scratch_dir)
+    service = MeasureService(config)
+    conn.send(("ready", _warm_up(config)))
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return  # the client is gone
+        if not isinstance(message, tuple) or not message:
+            continue
+        if message[0] == "stop":
+            return
+        if message[0] == "measure":
+            _, request_id, spec = message
+            conn.send(("reply", service.reply(request_id, spec)))

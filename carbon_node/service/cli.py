@@ -1,0 +1,345 @@
+"""The ``carbon-node`` command line: ``run``, ``send-task``, ``estimate``, ``doctor``, ``config``, ``demo``.
+
+Every setting of :class:`~carbon_node.service.settings.Settings` is a flag named after its field
+(``window_s`` is ``--window-s``); precedence is flag > environment > TOML file (``--config`` or
+``CARBON_NODE_CONFIG``) > default. An invalid value ends the command with one line naming the setting,
+the value and what is allowed, and exit status 2 (argparse's own status for usage errors).
+
+This module is imported by the daemon process, so it imports nothing heavy at module level: each
+subcommand imports what it needs when it runs (torch, transformers and carbontracker never load here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import typing
+from collections.abc import Iterable, Sequence
+from importlib import metadata
+from typing import Any
+
+from carbon_node.core import CarbonNodeError
+from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name, load_settings
+
+__all__ = ["build_parser", "main", "version"]
+
+PROG = "carbon-node"
+EXIT_USAGE = 2
+
+SECRET_FIELDS = frozenset({"electricitymaps_api_key"})
+"""Settings never taken from the command line (other users can read a process's arguments)."""
+
+LOG_FIELDS = ("log_format", "log_level")
+
+
+def version() -> str:
+    """The installed package version (``0+unknown`` when run from a tree that is not installed)."""
+    try:
+        return metadata.version("carbon-node")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def flag_name(field_name: str) -> str:
+    """The command-line flag of a setting."""
+    return "--" + field_name.replace("_", "-")
+
+
+def _default_text(name: str) -> str:
+    info = Settings.model_fields[name]
+    if name in ("state_dir", "cache_dir"):
+        return "see description"
+    return "unset" if info.default is None else str(info.default)
+
+
+def _metavar(name: str) -> str:
+    """A placeholder that shows the unit when the name carries one (``--window-s SECONDS``)."""
+    units = {"_s": "SECONDS", "_w": "WATTS", "_mb": "MIB", "_dir": "DIR", "_port": "PORT", "_per_kwh": "G_PER_KWH"}
+    for suffix, metavar in units.items():
+        if name.endswith(suffix):
+            return metavar
+    annotation = Settings.model_fields[name].annotation
+    return "N" if annotation is int else "X" if annotation in (float, float | None) else "TEXT"
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -> None:
+    group = parser.add_argument_group("settings (flag > environment > --config file > default)")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML file with settings (field names as keys, optionally under [carbon_node]); env CARBON_NODE_CONFIG",
+    )
+    for name in fields:
+        info = Settings.model_fields[name]
+        help_text = f"{info.description} [env {env_name(name)}; default {_default_text(name)}]".replace("%", "%%")
+        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
+        annotation = info.annotation
+        if annotation is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(annotation) is typing.Literal:
+            kwargs["choices"] = [str(choice) for choice in typing.get_args(annotation)]
+        else:
+            # Values are validated by the settings model, so the error names the setting and its bounds.
+            kwargs["metavar"] = _metavar(name)
+        group.add_argument(flag_name(name), **kwargs)
+
+
+ALL_SETTINGS = tuple(name for name in Settings.model_fields if name not in SECRET_FIELDS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (used by :func:`main` and by the README/help tests)."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "SustainML Carbon Footprint node: measures the energy of a model's forward pass and publishes "
+            "its carbon footprint per inference on the SustainML DDS bus."
+        ),
+        epilog="Run `carbon-node COMMAND --help` for the options of each command.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run",
+        help="run the node (daemon) until SIGTERM/SIGINT",
+        description=(
+            "Run the node on the DDS bus until SIGTERM or SIGINT. It publishes NODE_INITIALIZING then "
+            "NODE_IDLE, answers each task with one CO2FootprintImpl, and on the first signal stops accepting "
+            "tasks, finishes or aborts the running one within --shutdown-timeout-s, publishes "
+            "NODE_TERMINATING and exits 0. A second signal exits at once."
+        ),
+    )
+    _add_settings_flags(run, ALL_SETTINGS)
+
+    send = commands.add_parser(
+        "send-task",
+        help="act as the orchestrator: send one task to a running node and print its result",
+        description=(
+            "Publish the three inputs of one task (MLModel, HWResource, UserInput) as the SustainML "
+            "orchestrator and providers would, wait for the node's CO2FootprintImpl and print it."
+        ),
+    )
+    send.add_argument("--model", required=True, help="model: a Hugging Face id, a local model directory, or NO_MODEL")
+    send.add_argument("--model-path", default="", help="MLModel.model_path, e.g. an .onnx file (selects the HW-only path)")
+    send.add_argument("--latency", type=float, default=0.0, help="HWResource.latency, in the node's latency unit")
+    send.add_argument("--power", type=float, default=0.0, help="HWResource.power_consumption in W")
+    send.add_argument("--user-extra", default="{}", metavar="JSON", help="UserInput.extra_data as a JSON object")
+    send.add_argument("--ml-extra", default="{}", metavar="JSON", help="MLModel.extra_data as a JSON object")
+    send.add_argument("--task-id", default=None, metavar="P.I", help="task id problem.iteration (default: a fresh one)")
+    send.add_argument("--timeout-s", type=float, default=120.0, help="seconds to wait for the result (default 120)")
+    send.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_settings_flags(send, ("domain_id", *LOG_FIELDS))
+
+    estimate = commands.add_parser(
+        "estimate",
+        help="estimate one model's footprint in this process, without DDS",
+        description="Run the node's estimation for one model locally (no bus) and print the output fields.",
+    )
+    estimate.add_argument("--model", required=True, help="a Hugging Face id, a local model directory, or NO_MODEL")
+    estimate.add_argument("--model-path", default="", help="an .onnx path (selects the HW-only path)")
+    estimate.add_argument("--latency", type=float, default=0.0, help="HW latency, in the node's latency unit")
+    estimate.add_argument("--power", type=float, default=0.0, help="HW power in W")
+    estimate.add_argument("--region", default="", help="grid region/zone for the carbon intensity (default: resolved)")
+    estimate.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_settings_flags(estimate, ALL_SETTINGS)
+
+    doctor = commands.add_parser(
+        "doctor",
+        help="check what this host can measure and whether the node can run here",
+        description=(
+            "Report power sources (RAPL readable or not and why, NVML, carbontracker components, simulated "
+            "power), the grid-intensity source, DDS domain and network interfaces, the upstream sustainml_py "
+            "bindings, and the state/cache directories. Exit status 1 when the node cannot run."
+        ),
+    )
+    doctor.add_argument("--json", action="store_true", help="print the report as JSON")
+    doctor.add_argument("--quick", action="store_true", help="skip checks that import heavy libraries (for health checks)")
+    _add_settings_flags(doctor, ALL_SETTINGS)
+
+    config = commands.add_parser("config", help="inspect the configuration", description="Inspect the configuration.")
+    config_commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
+    show = config_commands.add_parser(
+        "show",
+        help="print the effective settings and where each value came from",
+        description="Print every setting, its environment variable, its effective value and its source "
+        "(default, file, env or flag). Secrets are masked.",
+    )
+    show.add_argument("--json", action="store_true", help="print as JSON")
+    _add_settings_flags(show, ALL_SETTINGS)
+    config_commands.add_parser(
+        "reference",
+        help="print the configuration reference (Markdown table of every setting, as in the README)",
+        description="Print every setting with its environment variable, flag, default and description as a Markdown table.",
+    )
+
+    demo = commands.add_parser(
+        "demo",
+        help="the whole loop on this machine: start a node, send one task with a tiny model, print the result",
+        description=(
+            "Start a node in a child process on a private DDS domain (loopback only unless CYCLONEDDS_URI is "
+            "set), build a tiny text model locally (no model hub), send one task through the bus, print the "
+            "result as a table and exit. Without readable energy counters the power is carbontracker's TDP-table estimate."
+        ),
+    )
+    demo.add_argument("--timeout-s", type=float, default=180.0, help="seconds to wait for the result (default 180)")
+    demo.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
+    _add_settings_flags(demo, ("domain_id", "window_s", "sim_cpu_tdp_w", *LOG_FIELDS))
+    return parser
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: value for name, value in vars(args).items() if name in Settings.model_fields}
+
+
+def _load(args: argparse.Namespace) -> LoadedSettings:
+    return load_settings(_flags(args), config_file=getattr(args, "config", None), environ=os.environ)
+
+
+def _configure_logs(settings: Settings) -> None:
+    from carbon_node.service.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+
+
+def _json_object(text: str, option: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise SettingsError(f"{option} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _task_id(text: str | None) -> Any:
+    if text is None:
+        return None
+    from carbon_node.core import TaskId
+
+    try:
+        problem, iteration = (int(part) for part in text.split("."))
+    except ValueError:
+        raise SettingsError(f"--task-id must be PROBLEM.ITERATION (two integers), got {text!r}") from None
+    return TaskId(problem, iteration)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    _configure_logs(loaded.settings)
+    from carbon_node.service.daemon import run_daemon
+
+    return run_daemon(loaded.settings)
+
+
+def _cmd_send_task(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    _configure_logs(loaded.settings)
+    user_extra = _json_object(args.user_extra, "--user-extra")
+    ml_extra = _json_object(args.ml_extra, "--ml-extra")
+    from carbon_node.bus.orchestrator import format_result, send_task
+
+    result = send_task(
+        model=args.model,
+        model_path=args.model_path,
+        latency=args.latency,
+        power=args.power,
+        user_extra=user_extra,
+        ml_extra=ml_extra,
+        domain_id=loaded.settings.domain_id,
+        timeout_s=args.timeout_s,
+        task_id=_task_id(args.task_id),
+    )
+    print(format_result(result, args.json))
+    return 0
+
+
+def _cmd_estimate(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    _configure_logs(loaded.settings)
+    from carbon_node.engine.estimate import run_estimate
+
+    return run_estimate(
+        loaded.settings, args.model, args.latency, args.power, args.region, args.model_path, args.json, sys.stdout
+    )
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    _configure_logs(loaded.settings)
+    from carbon_node.service.doctor import format_report, run_checks
+
+    report = run_checks(loaded.settings, quick=args.quick)
+    print(format_report(report, as_json=args.json))
+    return 0 if report.can_run else 1
+
+
+def format_config(loaded: LoadedSettings, as_json: bool) -> str:
+    """``config show`` output: one row per setting with its environment variable, value and source."""
+    rows = loaded.rows()
+    if as_json:
+        payload = {
+            "config_file": str(loaded.config_file) if loaded.config_file else None,
+            "settings": [{"setting": n, "env": e, "value": v, "source": s} for n, e, v, s in rows],
+        }
+        return json.dumps(payload, indent=2, default=str)
+    table = [("SETTING", "ENVIRONMENT", "VALUE", "SOURCE")]
+    table += [(n, e, "unset" if v is None else json.dumps(v) if isinstance(v, bool) else str(v), s) for n, e, v, s in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths, strict=True)) + "  " + row[3] for row in table]
+    return "\n".join(lines)
+
+
+def config_reference() -> str:
+    """The Markdown table of every setting (the README's configuration section is this text)."""
+    lines = ["| Setting | Environment | Flag | Default | Description |", "|---|---|---|---|---|"]
+    for name, info in Settings.model_fields.items():
+        flag = "(environment only)" if name in SECRET_FIELDS else f"`{flag_name(name)}`"
+        description = (info.description or "").replace("|", "\\|")
+        lines.append(f"| `{name}` | `{env_name(name)}` | {flag} | {_default_text(name)} | {description} |")
+    return "\n".join(lines)
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    if args.config_command == "reference":
+        print(config_reference())
+        return 0
+    loaded = _load(args)
+    print(format_config(loaded, args.json))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    _configure_logs(loaded.settings)
+    from carbon_node.service.demo import run_demo
+
+    return run_demo(loaded, timeout_s=args.timeout_s, as_json=args.json, out=sys.stdout)
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "send-task": _cmd_send_task,
+    "estimate": _cmd_estimate,
+    "doctor": _cmd_doctor,
+    "config": _cmd_config,
+    "demo": _cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``carbon-node``, ``python -m carbon_node`` and ``carbon_node.py``; the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except SettingsError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CarbonNodeError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,245 @@
+"""The long-running node: wiring, main loop and graceful shutdown.
+
+Start-up, in this order (so that NODE_IDLE is published well within 1.5 s of process start):
+
+1. the measurement worker (:class:`~carbon_node.measure.client.WorkerMeasurer`) is started at once and
+   warms up (imports torch, transformers, carbontracker) in its own process, in the background;
+2. the engine, the journal and the bus runtime are built; the runtime publishes INITIALIZING then IDLE;
+3. metrics are served (when ``metrics_port`` is set) and systemd is told ``READY=1``.
+
+This process itself never imports torch, transformers or carbontracker: it only speaks DDS.
+
+Shutdown (SIGTERM or SIGINT): stop accepting tasks, let the running measurement finish or abort it
+after ``shutdown_timeout_s``, answer every accepted task (an error output when aborted), publish
+NODE_TERMINATING, exit 0. The first signal restores the default handlers, so a second signal ends the
+process at once with a non-zero status, whatever the node is doing.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from carbon_node.core import CarbonNodeError, Journal, TaskOutput
+from carbon_node.measure.protocol import Measurement, MeasureSpec
+from carbon_node.service.metrics import NodeMetrics
+from carbon_node.service.settings import Settings
+from carbon_node.service.systemd import Notifier
+
+__all__ = ["Daemon", "run_daemon"]
+
+log = structlog.get_logger(__name__)
+
+START_TIMEOUT_S = 10.0
+"""Seconds the bus runtime may take to publish NODE_IDLE before start-up is declared failed."""
+
+WORKER_CLOSE_TIMEOUT_S = 5.0
+"""Seconds the measurement worker gets to exit after the runtime has stopped."""
+
+_MAX_TICK_S = 5.0
+"""Longest wait of the main loop between two checks (and two watchdog pings without a watchdog)."""
+
+
+def _stat(source: Any, name: str) -> float:
+    """A counter from ``source.stats`` (a mapping, an object, or a method returning either); 0 when absent."""
+    stats = getattr(source, "stats", None)
+    if callable(stats):
+        stats = stats()
+    value = stats.get(name, 0) if isinstance(stats, Mapping) else getattr(stats, name, 0)
+    return float(value or 0)
+
+
+class ObservedMeasurer:
+    """The worker measurer, with each :class:`Measurement` also handed to ``on_measurement`` (metrics).
+
+    Everything else (``start``, ``abort``, ``close``, ``stats``) is the wrapped measurer's own.
+    """
+
+    def __init__(self, measurer: Any, on_measurement: Callable[[Measurement], None]) -> None:
+        self._measurer = measurer
+        self._on_measurement = on_measurement
+
+    def measure(self, spec: MeasureSpec) -> Measurement:
+        measurement: Measurement = self._measurer.measure(spec)
+        self._on_measurement(measurement)
+        return measurement
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._measurer, name)
+
+
+class Daemon:
+    """One node process: builds the parts from ``settings``, runs until asked to stop, shuts down.
+
+    ``notifier`` defaults to the one described by the environment (``$NOTIFY_SOCKET``).
+    """
+
+    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+        self.settings = settings
+        self.notifier = Notifier() if notifier is None else notifier
+        self._stop = threading.Event()
+        self._stop_reason = ""
+        self.measurer: Any = None
+        self.engine: Any = None
+        self.journal: Journal | None = None
+        self.runtime: Any = None
+        self.metrics: NodeMetrics | None = None
+
+    # -- start-up -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Build every part and start the bus; returns once NODE_IDLE is published."""
+        s = self.settings
+        scratch_dir = s.state_dir / "scratch"
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+
+        from carbon_node.measure.client import WorkerMeasurer
+
+        self.measurer = WorkerMeasurer(
+            task_timeout_s=s.task_timeout_s,
+            model_cache_max_models=s.model_cache_max_models,
+            model_cache_max_mb=s.model_cache_max_mb,
+            measure_cache_ttl_s=s.measure_cache_ttl_s,
+            scratch_dir=scratch_dir,
+        )
+        self.measurer.start()
+        self.metrics = NodeMetrics(
+            pending=lambda: self.runtime.stats().pending if self.runtime is not None else 0,
+            in_flight=lambda: self.runtime.stats().in_flight if self.runtime is not None else 0,
+            worker_restarts=lambda: _stat(self.measurer, "worker_restarts"),
+        )
+
+        from carbon_node.engine.engine import Engine
+
+        self.engine = Engine(s, ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
+        self.journal = self._open_journal()
+        from carbon_node.bus.upstream import make_bus
+
+        runtime_factory: Callable[..., Any] = make_bus(s.bus)
+        self.runtime = runtime_factory(
+            self.engine,
+            domain_id=s.domain_id,
+            input_timeout_s=s.input_timeout_s,
+            max_pending=s.max_pending_tasks,
+            journal=self.journal,
+            describe=self._describe,
+            on_output=self._on_output,
+        )
+        self.runtime.start(timeout_s=START_TIMEOUT_S)
+        if s.metrics_port is not None:
+            self.metrics.serve(s.metrics_port, s.metrics_host)
+        log.info("node.idle", domain_id=s.domain_id, bus=s.bus, state_dir=str(s.state_dir))
+        self.notifier.ready(status=f"idle on DDS domain {s.domain_id}")
+        self.notifier.watchdog()
+
+    def _open_journal(self) -> Journal | None:
+        s = self.settings
+        if not s.journal:
+            return None
+        from carbon_node.service.journal import SqliteJournal
+
+        return SqliteJournal(s.state_dir / "journal.sqlite3", max_tasks=s.journal_max_tasks, retention_s=s.journal_retention_s)
+
+    def _describe(self) -> dict[str, Any]:
+        """What the node tells about itself (settings with secrets masked)."""
+        return {"settings": self.settings.public_dict()}
+
+    def _on_output(self, output: TaskOutput) -> None:
+        # The runtime writes the one log line per task; this hook only feeds the metrics.
+        if self.metrics is not None:
+            self.metrics.observe(output)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the main loop to shut down (thread-safe, idempotent)."""
+        if not self._stop.is_set():
+            self._stop_reason = reason
+            self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT request a graceful stop; the first one re-arms the default action for the next."""
+
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            # A second signal must end the process even if shutdown hangs in native code: default action.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            log.info(
+                "shutdown.requested",
+                signal=name,
+                shutdown_timeout_s=self.settings.shutdown_timeout_s,
+                hint="a second signal exits at once",
+            )
+            self.request_stop(name)
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Run the main loop until a stop is requested (True) or ``timeout_s`` passes (False).
+
+        Each wait on the stop event is bounded; the loop pings the systemd watchdog between waits.
+        """
+        tick_s = min(self.notifier.watchdog_interval_s or _MAX_TICK_S, _MAX_TICK_S)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            wait_s = tick_s if deadline is None else max(0.0, min(tick_s, deadline - time.monotonic()))
+            if self._stop.wait(wait_s):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            self.notifier.watchdog()
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def shutdown(self) -> bool:
+        """Stop accepting, finish or abort the running task, answer all, publish TERMINATING.
+
+        Returns True when the running measurement (if any) finished without being aborted.
+        """
+        s = self.settings
+        self.notifier.stopping(status="stopping: finishing the running task")
+        started = time.monotonic()
+        clean = True
+        if self.runtime is not None:
+            clean = bool(self.runtime.stop(timeout_s=s.shutdown_timeout_s))
+        if self.measurer is not None:
+            self.measurer.close(timeout_s=WORKER_CLOSE_TIMEOUT_S)
+        close_journal = getattr(self.journal, "close", None)
+        if callable(close_journal):
+            close_journal()
+        if self.metrics is not None:
+            self.metrics.close()
+        log.info(
+            "node.stopped",
+            reason=self._stop_reason or "requested",
+            aborted=not clean,
+            shutdown_s=round(time.monotonic() - started, 3),
+        )
+        return clean
+
+
+def run_daemon(settings: Settings) -> int:
+    """Run the node until SIGTERM/SIGINT; the process exit status (0 after a graceful stop)."""
+    daemon = Daemon(settings)
+    daemon.install_signal_handlers()
+    try:
+        daemon.start()
+    except CarbonNodeError as exc:
+        log.error("node.start_failed", error=str(exc))
+        daemon.shutdown()
+        return 1
+    except OSError as exc:
+        log.error("node.start_failed", error=f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+        daemon.shutdown()
+        return 1
+    daemon.wait()
+    daemon.shutdown()
+    return 0

@@ -1,0 +1,284 @@
+"""``carbon-node doctor``: what this host can measure and whether the node can run here.
+
+Each check gives a status (ok, warn, fail) and one line of detail. ``fail`` means the node cannot run
+(the DDS binding is missing, the state directory is not writable, the requested bus is unavailable);
+``warn`` means it runs but something is degraded (no energy counter: carbontracker falls back to its
+TDP table or simulated power). Readers of ``/sys`` take their root as a parameter so that tests point
+them at fixture trees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from carbon_node.service.settings import Settings
+
+__all__ = ["Check", "Report", "format_report", "network_interfaces", "probe_rapl", "run_checks", "writable_dir"]
+
+CheckStatus = Literal["ok", "warn", "fail"]
+
+_IFF_UP = 0x1
+_IFF_MULTICAST = 0x1000
+_UDEV_HINT = "install deploy/udev/99-carbon-node-powercap.rules and add the node's user to group 'powercap'"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: a section, a name, a status and what was found."""
+
+    section: str
+    name: str
+    status: CheckStatus
+    detail: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    """All checks; the node can run when none failed."""
+
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def can_run(self) -> bool:
+        return all(check.status != "fail" for check in self.checks)
+
+    def add(self, section: str, name: str, status: CheckStatus, detail: str, **data: Any) -> None:
+        self.checks.append(Check(section, name, status, detail, data))
+
+
+def probe_rapl(sys_root: Path = Path("/sys")) -> tuple[CheckStatus, str, list[str]]:
+    """Whether RAPL energy counters (``class/powercap/*/energy_uj``) exist and are readable, and why not."""
+    powercap = sys_root / "class" / "powercap"
+    counters = sorted(powercap.glob("*/energy_uj")) if powercap.is_dir() else []
+    if not counters:
+        return "warn", f"no RAPL counters under {powercap} (virtual machine, container without /sys, or not x86)", []
+    readable, denied = [], []
+    for counter in counters:
+        try:
+            counter.read_text()
+            readable.append(counter.parent.name)
+        except PermissionError:
+            denied.append(counter.parent.name)
+        except OSError:
+            denied.append(counter.parent.name)
+    if readable and not denied:
+        return "ok", f"{len(readable)} RAPL zone(s) readable: {', '.join(readable)}", readable
+    if readable:
+        return "warn", f"RAPL zones readable: {', '.join(readable)}; not readable: {', '.join(denied)}", readable
+    return (
+        "warn",
+        f"{len(denied)} RAPL zone(s) present but energy_uj is not readable (root-only since Linux 5.10): {_UDEV_HINT}",
+        [],
+    )
+
+
+def probe_nvml() -> tuple[CheckStatus, str]:
+    """Whether NVIDIA's management library answers, and with how many GPUs."""
+    if importlib.util.find_spec("pynvml") is None:
+        return "warn", "pynvml not installed: GPU energy is not measured"
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            count = int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception as exc:  # NVMLError subclasses differ per version; any failure means "no NVML"
+        return "warn", f"NVML not available: {exc}"
+    return "ok", f"NVML answers: {count} GPU(s)"
+
+
+def probe_carbontracker_components(settings: Settings) -> tuple[CheckStatus, str]:
+    """Which carbontracker components (cpu, gpu) would measure in the worker, with the node's sim settings."""
+    try:
+        from carbontracker.components.component import create_components
+
+        from carbon_node.service.logs import tame_library_loggers
+
+        tame_library_loggers()  # its module-level loggers print to stdout as soon as a CPU is probed
+
+        class _Quiet:  # carbontracker logs through this object; the doctor only needs the result
+            def __getattr__(self, _name: str) -> Any:
+                return lambda *args, **kwargs: None
+
+        components = create_components(
+            "all",
+            pids=[os.getpid()],
+            devices_by_pid=False,
+            logger=_Quiet(),
+            sim_cpu="simulated" if settings.simulated_power else None,
+            sim_cpu_tdp=settings.sim_cpu_tdp_w,
+            sim_cpu_util=settings.sim_cpu_util,
+        )
+        available = [c.name for c in components if c.available()]
+    except Exception as exc:  # carbontracker missing or failing to probe: the worker would fail the same way
+        return "warn", f"carbontracker cannot probe components: {exc}"
+    if not available:
+        return "warn", "no carbontracker component available: tracker tasks fall back to HW power x latency or error"
+    return "ok", f"carbontracker components available: {', '.join(available)}"
+
+
+def _power_plan(settings: Settings) -> tuple[CheckStatus, str]:
+    """How a measurement window would get its energy here (the worker's own decision)."""
+    try:
+        from carbon_node.measure.power import plan_power
+
+        plan = plan_power(
+            sim_cpu_tdp_w=settings.sim_cpu_tdp_w, sim_cpu_util=settings.sim_cpu_util, uses_cuda=settings.device == "cuda"
+        )
+    except Exception as exc:  # carbontracker missing or failing: the worker would fail the same way
+        return "warn", f"cannot plan the power source: {exc}"
+    status: CheckStatus = "ok" if plan.source in ("rapl", "nvml", "simulated") else "warn"
+    return status, "; ".join((f"windows use {plan.source}", *plan.notes))
+
+
+def network_interfaces(sys_root: Path = Path("/sys")) -> list[dict[str, Any]]:
+    """Network interfaces with their up and multicast flags (DDS discovery needs multicast)."""
+    result = []
+    net = sys_root / "class" / "net"
+    for entry in sorted(net.iterdir()) if net.is_dir() else []:
+        try:
+            flags = int((entry / "flags").read_text().strip(), 16)
+        except (OSError, ValueError):
+            continue
+        result.append({"name": entry.name, "up": bool(flags & _IFF_UP), "multicast": bool(flags & _IFF_MULTICAST)})
+    return result
+
+
+def writable_dir(path: Path) -> tuple[bool, str]:
+    """Whether ``path`` exists (or can be created) and a file can be written in it."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-", delete=True) as handle:
+            handle.write(b"ok")
+    except OSError as exc:
+        return False, f"{path}: {exc.strerror or exc}"
+    return True, str(path)
+
+
+def _check_node(report: Report, settings: Settings, quick: bool) -> None:
+    spec = importlib.util.find_spec("cyclonedds")
+    if spec is None:
+        report.add("node", "cyclonedds", "fail", "the DDS binding (PyPI cyclonedds) is not installed")
+    else:
+        from importlib import metadata
+
+        report.add("node", "cyclonedds", "ok", f"cyclonedds {metadata.version('cyclonedds')}")
+    missing = [name for name in ("torch", "transformers", "carbontracker") if importlib.util.find_spec(name) is None]
+    if missing:
+        report.add(
+            "node",
+            "measure extra",
+            "warn",
+            f"not installed: {', '.join(missing)}; tracker tasks answer with an error (pip install '.[measure]')",
+        )
+    else:
+        report.add("node", "measure extra", "ok", "torch, transformers and carbontracker are installed")
+
+
+def _check_power(report: Report, settings: Settings, quick: bool, sys_root: Path) -> None:
+    status, detail, zones = probe_rapl(sys_root)
+    report.add("power", "rapl", status, detail, zones=zones)
+    if not quick:
+        nvml_status, nvml_detail = probe_nvml()
+        report.add("power", "nvml", nvml_status, nvml_detail)
+        ct_status, ct_detail = probe_carbontracker_components(settings)
+        report.add("power", "carbontracker", ct_status, ct_detail)
+        report.add("power", "window_source", *_power_plan(settings))
+    if settings.simulated_power:
+        util = settings.sim_cpu_util if settings.sim_cpu_util is not None else "carbontracker default"
+        report.add("power", "simulated", "ok", f"simulated CPU power {settings.sim_cpu_tdp_w} W, utilisation {util}")
+    else:
+        report.add("power", "simulated", "ok", "off (CARBON_NODE_SIM_CPU_TDP_W unset)")
+
+
+def _check_intensity(report: Report, settings: Settings, quick: bool) -> None:
+    if settings.grid_ci_g_per_kwh > 0:
+        report.add("intensity", "source", "ok", f"fixed {settings.grid_ci_g_per_kwh} gCO2e/kWh from SUSTAINML_GRID_CI (env)")
+        return
+    chain = "the user's geo_location (offline table, then continent average)"
+    if settings.live_intensity:
+        chain += f", then carbontracker's live providers (network, {settings.live_intensity_timeout_s} s)"
+    fallback = "carbontracker's world average"
+    if not quick:
+        from carbon_node.engine.intensity import world_average
+
+        average = world_average()
+        fallback += f" ({average.g_per_kwh} gCO2e/kWh, {average.year})"
+    report.add("intensity", "source", "ok", f"per task: {chain}, else {fallback}")
+
+
+def _check_dds(report: Report, settings: Settings, sys_root: Path) -> None:
+    uri = os.environ.get("CYCLONEDDS_URI", "")
+    report.add(
+        "dds",
+        "domain",
+        "ok",
+        f"domain {settings.domain_id}; CYCLONEDDS_URI {'set' if uri else 'unset (Cyclone defaults)'}",
+        domain_id=settings.domain_id,
+    )
+    interfaces = network_interfaces(sys_root)
+    usable = [i["name"] for i in interfaces if i["up"] and i["multicast"] and i["name"] != "lo"]
+    listing = ", ".join(
+        f"{i['name']}({'up' if i['up'] else 'down'}{', multicast' if i['multicast'] else ''})" for i in interfaces
+    )
+    if usable:
+        report.add("dds", "interfaces", "ok", f"{listing}; discovery can use {', '.join(usable)}", interfaces=interfaces)
+    else:
+        report.add(
+            "dds",
+            "interfaces",
+            "warn",
+            f"{listing or 'none found'}; no multicast interface is up: peers on other hosts will not be discovered",
+            interfaces=interfaces,
+        )
+    report.add("dds", "hostname", "ok", socket.gethostname())
+
+
+def _check_upstream(report: Report, settings: Settings) -> None:
+    found = importlib.util.find_spec("sustainml_py") is not None
+    if found:
+        report.add("upstream", "sustainml_py", "ok", "importable: --bus auto uses the upstream bindings")
+    elif settings.bus == "sustainml":
+        report.add("upstream", "sustainml_py", "fail", "not importable, but --bus sustainml requires it")
+    else:
+        report.add("upstream", "sustainml_py", "ok", "not importable: the node uses Cyclone DDS (wire-compatible)")
+
+
+def _check_dirs(report: Report, settings: Settings) -> None:
+    ok, detail = writable_dir(settings.state_dir)
+    report.add("dirs", "state_dir", "ok" if ok else "fail", detail if ok else f"not writable: {detail}")
+    ok, detail = writable_dir(settings.cache_dir)
+    report.add("dirs", "cache_dir", "ok" if ok else "warn", detail if ok else f"not writable (models are not cached): {detail}")
+
+
+def run_checks(settings: Settings, *, quick: bool = False, sys_root: Path = Path("/sys")) -> Report:
+    """Run every check; ``quick`` skips those that import heavy libraries (health checks)."""
+    report = Report()
+    _check_node(report, settings, quick)
+    _check_power(report, settings, quick, sys_root)
+    _check_intensity(report, settings, quick)
+    _check_dds(report, settings, sys_root)
+    _check_upstream(report, settings)
+    _check_dirs(report, settings)
+    return report
+
+
+def format_report(report: Report, *, as_json: bool = False) -> str:
+    """The report as aligned text lines (``[ok] section/name: detail``) or as JSON."""
+    if as_json:
+        return json.dumps({"can_run": report.can_run, "checks": [dataclasses.asdict(check) for check in report.checks]}, indent=2)
+    width = max((len(f"{c.section}/{c.name}") for c in report.checks), default=0)
+    lines = [f"[{c.status:<4}] {f'{c.section}/{c.name}':<{width}}  {c.detail}" for c in report.checks]
+    lines.append("the node can run on this host" if report.can_run else "the node cannot run on this host (see [fail] lines)")
+    return "\n".join(lines)

@@ -1,0 +1,162 @@
+"""The same TaskHandler runs on the upstream sustainml_py bindings (here a fake of them)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from carbon_node.bus.cyclone import BusError
+from carbon_node.bus.runtime import NodeRuntime
+from carbon_node.bus.types import MLModelImpl
+from carbon_node.bus.upstream import UpstreamRuntime, make_bus, upstream_available, wire_from_accessors
+from carbon_node.core import Lane, TaskId, TaskInputs, TaskOutput, base_extra_data, error_output
+
+FAKE_ROOT = Path(__file__).resolve().parent.parent / "fake_sustainml"
+
+
+class EchoHandler:
+    """Answers with the HW power as carbon; a model named 'crash' raises; 'slow*' is a measurement."""
+
+    def __init__(self) -> None:
+        self.handled: list[TaskInputs] = []
+
+    def lane(self, inputs: TaskInputs) -> Lane:
+        assert inputs.ml_model is not None
+        return Lane.MEASURE if inputs.ml_model.model.startswith("slow") else Lane.FAST
+
+    def handle(self, inputs: TaskInputs) -> TaskOutput:
+        assert inputs.ml_model is not None and inputs.hw is not None
+        self.handled.append(inputs)
+        if inputs.ml_model.model == "crash":
+            raise RuntimeError("exploded")
+        extra = {**base_extra_data(inputs.ml_model.model, {}), "mode": "tracker"}
+        return TaskOutput(
+            inputs.task_id, inputs.hw.power_consumption, 0.5, 300.0, extra, node_error=inputs.ml_model.model == "bad"
+        )
+
+    def fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
+        return error_output(inputs, message)
+
+
+@pytest.fixture
+def fake_upstream(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    monkeypatch.syspath_prepend(str(FAKE_ROOT))
+    for name in [m for m in sys.modules if m.startswith("sustainml_py")]:
+        monkeypatch.delitem(sys.modules, name)
+    import sustainml_py.nodes.CarbonFootprintNode as module
+
+    module.CarbonFootprintNode.instances.clear()
+    yield module
+    module.CarbonFootprintNode.terminate()
+    for name in [m for m in sys.modules if m.startswith("sustainml_py")]:
+        del sys.modules[name]  # imported by the test: gone with the fake path
+
+
+def accessor_task(module: ModuleType, model: str, power_w: float = 12.0) -> tuple[Any, Any, Any]:
+    accessors = module.Accessors
+    tid = module.task_id(5, 2)
+    ml = accessors(model=model, model_path="", raw_model=[], model_properties_path="", model_properties="",
+                   input_batch=[], target_latency=0.0, extra_data=list(b"{}"), task_id=tid)  # fmt: skip
+    user = accessors(extra_data=list(b'{"num_outputs": 3}'), geo_location_region="EU", inputs=["a"], task_id=tid)
+    hw = accessors(latency=0.25, power_consumption=power_w, hw_description="PIM_AI_1chip", extra_data=[], task_id=tid)
+    return ml, user, hw
+
+
+def start_upstream(handler: EchoHandler, module: ModuleType, **options: Any) -> tuple[UpstreamRuntime, Any]:
+    runtime = UpstreamRuntime(handler, **options)
+    runtime.start(5.0)
+    return runtime, module.CarbonFootprintNode.instances[-1]
+
+
+def test_auto_picks_the_upstream_bindings_when_importable(fake_upstream: ModuleType) -> None:
+    assert upstream_available()
+    runtime = make_bus("auto")(EchoHandler(), domain_id=0)
+    assert isinstance(runtime, UpstreamRuntime)
+
+
+def test_auto_picks_cyclone_without_the_bindings() -> None:
+    assert not upstream_available()
+    assert make_bus("auto") is NodeRuntime
+
+
+def test_asking_for_upstream_without_the_bindings_is_an_error() -> None:
+    with pytest.raises(BusError, match="sustainml_py"):
+        make_bus("sustainml")
+
+
+def test_an_unknown_bus_is_an_error() -> None:
+    with pytest.raises(BusError, match="unknown bus"):
+        make_bus("zenoh")
+
+
+def test_upstream_accessors_become_wire_samples(fake_upstream: ModuleType) -> None:
+    ml, _, _ = accessor_task(fake_upstream, "gpt2")
+    wire = wire_from_accessors(ml, MLModelImpl)
+    assert (wire.model, wire.extra_data, wire.task_id.problem_id, wire.task_id.iteration_id) == ("gpt2", [123, 125], 5, 2)
+
+
+def test_the_handler_output_is_written_through_the_upstream_accessors(fake_upstream: ModuleType) -> None:
+    handler = EchoHandler()
+    runtime, node = start_upstream(handler, fake_upstream)
+    status, co2 = node.deliver(*accessor_task(fake_upstream, "gpt2", power_w=12.0))
+    assert (co2.get("carbon_footprint"), co2.get("energy_consumption"), co2.get("carbon_intensity")) == (12.0, 0.5, 300.0)
+    assert json.loads(bytes(co2.get("extra_data")))["mode"] == "tracker"
+    assert status.get("node_status") == 4
+    (seen,) = handler.handled
+    assert seen.task_id == TaskId(5, 2)
+    assert seen.user_input is not None and seen.user_input.geo_location_region == "EU"
+    assert runtime.stop(5.0)
+
+
+def test_node_error_is_set_through_the_upstream_status_accessor(fake_upstream: ModuleType) -> None:
+    runtime, node = start_upstream(EchoHandler(), fake_upstream)
+    status, _ = node.deliver(*accessor_task(fake_upstream, "bad"))
+    assert status.get("node_status") == 1
+    runtime.stop(5.0)
+
+
+def test_a_handler_exception_becomes_an_error_output_on_upstream(fake_upstream: ModuleType) -> None:
+    runtime, node = start_upstream(EchoHandler(), fake_upstream)
+    _, co2 = node.deliver(*accessor_task(fake_upstream, "crash"))
+    data = json.loads(bytes(co2.get("extra_data")))
+    assert (data["mode"], data["error"], data["num_outputs"]) == ("error", "RuntimeError: exploded", 3)
+    assert runtime.stats().by_mode == {"error": 1}
+    runtime.stop(5.0)
+
+
+def test_the_journal_answers_replays_on_upstream_too(fake_upstream: ModuleType) -> None:
+    handler = EchoHandler()
+    stored: dict[TaskId, TaskOutput] = {}
+
+    class Journal:
+        def lookup(self, task_id: TaskId) -> TaskOutput | None:
+            return stored.get(task_id)
+
+        def record(self, output: TaskOutput) -> None:
+            stored[output.task_id] = output
+
+    runtime, node = start_upstream(handler, fake_upstream, journal=Journal())
+    node.deliver(*accessor_task(fake_upstream, "gpt2", power_w=12.0))
+    _, co2 = node.deliver(*accessor_task(fake_upstream, "gpt2", power_w=99.0))
+    assert co2.get("carbon_footprint") == 12.0
+    assert len(handler.handled) == 1 and runtime.stats().replayed == 1
+    runtime.stop(5.0)
+
+
+def test_describe_is_served_through_the_upstream_service_callback(fake_upstream: ModuleType) -> None:
+    runtime, node = start_upstream(EchoHandler(), fake_upstream, describe=lambda: {"version": "0.1.0"})
+    assert json.loads(node.request('{"command": "describe"}').get("configuration")) == {"version": "0.1.0"}
+    unsupported = node.request("dummy2")
+    assert (unsupported.get("success"), unsupported.get("err_code")) == (False, 1)
+    runtime.stop(5.0)
+
+
+def test_stop_terminates_the_spinning_upstream_node(fake_upstream: ModuleType) -> None:
+    runtime, _ = start_upstream(EchoHandler(), fake_upstream)
+    assert runtime.stop(5.0) is True

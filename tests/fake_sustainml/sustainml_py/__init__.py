@@ -1,0 +1,1 @@
+"""Fake upstream ``sustainml_py`` (test double, see ../README.md)."""

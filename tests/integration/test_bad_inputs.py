@@ -1,0 +1,218 @@
+"""Bad-input corpus: whatever the peers send, each task gets exactly one well-formed output, and nothing
+outside the node's state and temp directories is opened because of it.
+
+An in-process NodeRuntime + Engine on a private DDS domain, driven by the real Orchestrator. The
+measurer resolves model names with the worker's real resolver (so hostile names meet the real checks)
+and returns a fixed measurement instead of running a model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from carbon_node.bus.orchestrator import Orchestrator
+from carbon_node.bus.runtime import NodeRuntime
+from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
+from carbon_node.core import TaskId
+from carbon_node.engine.engine import Engine
+from carbon_node.measure.models import resolve_model_source
+from carbon_node.measure.protocol import Measurement, MeasureSpec
+from carbon_node.service.settings import load_settings
+from carbon_node.testing import make_measurement
+
+pytestmark = pytest.mark.timeout(240)
+
+# -- what a hostile peer may send -------------------------------------------------------------------
+
+BAD_FLOATS = [math.nan, math.inf, -math.inf, -1.0, -1e308, 1e308, 0.0, 5e-324]
+FLOATS = st.one_of(st.sampled_from(BAD_FLOATS), st.floats(allow_nan=True, allow_infinity=True))
+
+NUM_OUTPUTS = st.sampled_from([None, "", "abc", "3", "-2", -5, 0, 10**30, 1.5, math.inf, [], {}, True, 2])
+JSON_OBJECTS = st.fixed_dictionaries(
+    {},
+    optional={
+        "num_outputs": NUM_OUTPUTS,
+        "model_restrains": st.one_of(
+            st.none(), st.text(max_size=5), st.lists(st.one_of(st.text(max_size=5), st.integers()), max_size=3)
+        ),
+    },
+).map(lambda d: json.dumps(d, allow_nan=True).encode())
+EXTRA_DATA = st.one_of(
+    st.just(b""),
+    st.just(b"   "),
+    st.just(b"\xff\xfe\x00garbage"),  # invalid UTF-8
+    st.just(b"not json {"),
+    st.sampled_from([b"[]", b"42", b'"text"', b"null", b"true", b"NaN"]),  # JSON, wrong type
+    st.just(b'{"num_outputs": ' + b"[" * 5000 + b"]" * 5000 + b"}"),  # deeply nested
+    st.just(json.dumps({"num_outputs": 1, "pad": "x" * 200_000}).encode()),  # huge
+    st.binary(max_size=64),
+    JSON_OBJECTS,
+)
+
+
+def model_names(outside: Path) -> st.SearchStrategy[str]:
+    return st.sampled_from(
+        [
+            "NO_MODEL",
+            "no_model",
+            "",
+            "../../canary",
+            "../../../../../../canary",
+            f"{outside}/../{outside.name}/canary",
+            f"{outside}/canary",  # an absolute directory outside: allowed to be named, must not be written
+            "canary; touch pwned",
+            "$(touch pwned)",
+            "`touch pwned`",
+            "owner/name|cat /etc/passwd",
+            "a\x00b",
+            "x" * 5000,
+            "owner/model-that-is-not-cached",
+        ]
+    )
+
+
+def model_paths(outside: Path) -> st.SearchStrategy[str]:
+    return st.sampled_from(["", "N/A", "/nonexistent/dir/model.onnx", "../../canary.onnx", ".onnx", f"{outside}/missing.onnx"])
+
+
+# -- the node under test ------------------------------------------------------------------------------
+
+
+class ResolvingMeasurer:
+    """Resolves the model name as the worker does (raising its ModelRejected), then answers a fixed measurement."""
+
+    def measure(self, spec: MeasureSpec) -> Measurement:
+        resolve_model_source(spec.model, timeout_s=1.0)
+        return make_measurement(model=spec.model)
+
+
+class OpenAudit:
+    """Records every file opened by this process whose path contains ``needle`` (Python audit hook)."""
+
+    def __init__(self, needle: str) -> None:
+        self.needle = needle
+        self.active = False
+        self.opened: list[str] = []
+        self._lock = threading.Lock()
+        sys.addaudithook(self._hook)  # hooks cannot be removed: ``active`` gates it
+
+    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
+        if self.active and event in ("open", "os.listdir", "os.scandir") and args and self.needle in str(args[0]):
+            with self._lock:
+                self.opened.append(f"{event} {args[0]}")
+
+
+@pytest.fixture
+def node(tmp_path: Path, dds_domain: int, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Orchestrator, Path]]:
+    outside = tmp_path / "outside-the-node"
+    (outside / "canary").mkdir(parents=True)
+    (outside / "canary" / "config.json").write_text('{"model_type": "bert"}')
+    (outside / "canary.onnx").write_bytes(b"not an onnx file")
+    cwd = tmp_path / "cwd" / "a" / "b"
+    cwd.mkdir(parents=True)
+    monkeypatch.chdir(cwd)  # "../../canary" from here would be tmp_path/cwd/canary: must stay absent
+    loaded = load_settings(
+        environ={
+            "CARBON_NODE_STATE_DIR": str(tmp_path / "state"),
+            "CARBON_NODE_CACHE_DIR": str(tmp_path / "cache"),
+            "SUSTAINML_GRID_CI": "400",
+            "CARBON_NODE_SIM_CPU_TDP_W": "10",
+        }
+    )
+    runtime = NodeRuntime(
+        Engine(loaded.settings, ResolvingMeasurer()), domain_id=dds_domain, input_timeout_s=30.0, max_pending=500
+    )
+    runtime.start(timeout_s=30)
+    orchestrator = Orchestrator(dds_domain)
+    try:
+        yield orchestrator, outside
+    finally:
+        orchestrator.close()
+        runtime.stop(timeout_s=30)
+
+
+_audit = OpenAudit("canary")
+_problem_ids = iter(range(1, 10**9))
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, float]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime) for p in sorted(root.rglob("*"))}
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_bad_input_gets_exactly_one_well_formed_output_and_touches_nothing_outside(
+    node: tuple[Orchestrator, Path], data: st.DataObject
+) -> None:
+    orchestrator, outside = node
+    before = snapshot(outside)
+    cwd_before = snapshot(Path.cwd().parent.parent)
+    task_id = TaskId(next(_problem_ids), 1)
+    key = TaskIdImpl(task_id.problem_id, task_id.iteration_id)
+    ml = MLModelImpl(
+        model=data.draw(model_names(outside), "model"),
+        model_path=data.draw(model_paths(outside), "model_path"),
+        extra_data=list(data.draw(EXTRA_DATA, "ml extra_data")),
+        target_latency=data.draw(FLOATS, "target_latency"),
+        task_id=key,
+    )
+    hw = HWResourceImpl(
+        hw_description="hostile",
+        power_consumption=data.draw(FLOATS, "power"),
+        latency=data.draw(FLOATS, "latency"),
+        memory_footprint_of_ml_model=data.draw(FLOATS, "memory"),
+        extra_data=list(data.draw(EXTRA_DATA, "hw extra_data")),
+        task_id=key,
+    )
+    ui = UserInputImpl(
+        extra_data=list(data.draw(EXTRA_DATA, "user extra_data")),
+        desired_carbon_footprint=data.draw(FLOATS, "desired"),
+        task_id=key,
+    )
+    _audit.active = True
+    try:
+        orchestrator.publish_task(task_id, ml, hw, ui)
+        output = orchestrator.wait_output(task_id, timeout_s=30)
+    finally:
+        _audit.active = False
+    orchestrator.release_task(task_id)
+
+    extra = json.loads(bytes(output.extra_data).decode("utf-8"))
+    assert isinstance(extra, dict)
+    assert type(extra["num_outputs"]) is int and extra["num_outputs"] >= 1
+    assert isinstance(extra["model_restrains"], list)
+    assert extra["mode"] in {"no_model", "onnx_hw_only", "tracker", "error"}
+    if extra["mode"] == "error":
+        assert isinstance(extra.get("error"), str) and extra["error"].strip()
+    for value in (output.carbon_footprint, output.energy_consumption, output.carbon_intensity):
+        assert math.isfinite(value)
+    assert _audit.opened == [], _audit.opened
+    assert snapshot(outside) == before
+    assert snapshot(Path.cwd().parent.parent) == cwd_before
+    assert not list(Path.cwd().glob("pwned")) and not (Path.cwd().parent.parent / "canary").exists()
+
+
+def test_each_task_was_answered_exactly_once(node: tuple[Orchestrator, Path]) -> None:
+    orchestrator, _ = node
+    ids = [TaskId(10**8 + i, 1) for i in range(50)]
+    for i, task_id in enumerate(ids):
+        key = TaskIdImpl(task_id.problem_id, task_id.iteration_id)
+        orchestrator.publish_task(
+            task_id,
+            MLModelImpl(model="../../canary" if i % 2 else "NO_MODEL", task_id=key),
+            HWResourceImpl(latency=math.nan, power_consumption=-math.inf, task_id=key),
+            UserInputImpl(extra_data=list(b"\xff{"), task_id=key),
+        )
+    orchestrator.wait_outputs(50, timeout_s=30)
+    assert orchestrator.output_count() == 50
+    assert set(orchestrator.outputs()) == set(ids)

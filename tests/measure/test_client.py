@@ -1,0 +1,211 @@
+"""The worker measurer, with real spawned worker processes, real carbontracker and tiny models."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from carbon_node.measure.client import WorkerMeasurer
+from carbon_node.measure.power import rapl_readable
+from carbon_node.measure.protocol import Measurement, MeasureSpec, MeasureTimeout, ModelRejected, WorkerCrashed
+
+from .conftest import WORKER_READY_TIMEOUT_S
+
+SIM_POWER_W = 10.0
+WINDOW_S = 0.4
+
+
+def simulated(model: str, window_s: float = WINDOW_S, **fields: object) -> MeasureSpec:
+    return MeasureSpec(model=model, window_s=window_s, sim_cpu_tdp_w=SIM_POWER_W, **fields)  # type: ignore[arg-type]
+
+
+def measure_in_thread(measurer: WorkerMeasurer, spec: MeasureSpec) -> tuple[threading.Thread, dict[str, object]]:
+    """Start ``measurer.measure(spec)`` in a thread; the dict gets ``result`` or ``error``."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = measurer.measure(spec)
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def wait_until_measuring(measurer: WorkerMeasurer, timeout_s: float = 30.0) -> None:
+    """Wait until the worker has a carbontracker window open (its private log directory exists)."""
+    deadline = time.monotonic() + timeout_s
+    scratch = measurer._config.scratch_dir
+    while time.monotonic() < deadline:
+        if any(path.name.startswith("ct-") for path in scratch.iterdir()):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the worker never started a window")
+
+
+def test_energy_per_pass_is_simulated_power_times_window_times_pue_over_passes(
+    measurer: WorkerMeasurer, tiny_models: dict[str, str]
+) -> None:
+    measurement = measurer.measure(simulated(tiny_models["text"], window_s=1.0))
+    expected_per_pass_kwh = SIM_POWER_W * measurement.window_s * measurement.pue / 3.6e6 / measurement.forward_passes
+    assert measurement.energy_per_pass_kwh == pytest.approx(expected_per_pass_kwh, rel=0.02)
+    assert measurement.power_source == "simulated"
+
+
+def test_without_sim_settings_this_machine_reports_the_tdp_table_estimate(
+    measurer: WorkerMeasurer, tiny_models: dict[str, str]
+) -> None:
+    measurement = measurer.measure(MeasureSpec(model=tiny_models["image"], window_s=WINDOW_S))
+    assert measurement.power_source == ("rapl" if rapl_readable() else "tdp_table")
+    assert measurement.energy_kwh > 0
+    assert measurement.components == ("cpu",)
+
+
+def test_a_measurement_describes_model_device_dtype_and_tracker(measurer: WorkerMeasurer, tiny_models: dict[str, str]) -> None:
+    measurement = measurer.measure(simulated(tiny_models["seq2seq"]))
+    assert (measurement.model_class, measurement.device, measurement.dtype) == ("T5Model", "cpu", "float32")
+    assert measurement.carbontracker_version == "2.4.7"
+    assert measurement.cached is False
+
+
+def test_a_rejected_model_raises_model_rejected_and_keeps_the_worker(
+    measurer: WorkerMeasurer, tiny_models: dict[str, str]
+) -> None:
+    pid = measurer.worker_pid
+    with pytest.raises(ModelRejected, match="not supported"):
+        measurer.measure(simulated(tiny_models["text"], unsupported_models=("bert",)))
+    assert measurer.worker_pid == pid
+
+
+def test_only_scratch_logs_of_the_worker_remain_after_measuring(measurer: WorkerMeasurer, tiny_models: dict[str, str]) -> None:
+    measurer.measure(simulated(tiny_models["text"]))
+    assert {path.name for path in measurer._config.scratch_dir.iterdir()} <= {"worker.log", "worker.log.1"}
+
+
+def test_a_worker_killed_mid_measurement_raises_worker_crashed_and_the_next_measure_works(
+    measurer: WorkerMeasurer, tiny_models: dict[str, str]
+) -> None:
+    restarts = measurer.worker_restarts
+    thread, outcome = measure_in_thread(measurer, simulated(tiny_models["text"], window_s=20.0))
+    wait_until_measuring(measurer)
+    pid = measurer.worker_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    thread.join(30.0)
+    assert isinstance(outcome.get("error"), WorkerCrashed)
+    assert "SIGKILL" in str(outcome["error"])
+    assert measurer.worker_restarts == restarts + 1
+    assert measurer.measure(simulated(tiny_models["text"])).forward_passes > 0
+
+
+def test_a_measurement_over_the_task_timeout_raises_and_the_next_measure_works(
+    measurer: WorkerMeasurer, tiny_models: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(measurer, "task_timeout_s", 3.0)
+    old_pid = measurer.worker_pid
+    with pytest.raises(MeasureTimeout, match="took more than 3 s; the worker was replaced"):
+        measurer.measure(simulated(tiny_models["text"], window_s=30.0))
+    assert measurer.worker_pid != old_pid
+    monkeypatch.setattr(measurer, "task_timeout_s", 60.0)
+    assert measurer.measure(simulated(tiny_models["text"])).forward_passes > 0
+
+
+def test_abort_ends_the_running_measurement_with_worker_crashed(measurer: WorkerMeasurer, tiny_models: dict[str, str]) -> None:
+    thread, outcome = measure_in_thread(measurer, simulated(tiny_models["text"], window_s=20.0))
+    wait_until_measuring(measurer)
+    assert measurer.abort() is True
+    thread.join(30.0)
+    assert isinstance(outcome.get("error"), WorkerCrashed)
+    assert "aborted" in str(outcome["error"])
+
+
+def test_abort_without_a_running_measurement_does_nothing(measurer: WorkerMeasurer) -> None:
+    assert measurer.abort() is False
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def cached_measurer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WorkerMeasurer, FakeClock]]:
+    """A worker measurer with a one-minute measurement cache on a fake clock."""
+    clock = FakeClock()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        worker_measurer = WorkerMeasurer(scratch_dir=tmp_path_factory.mktemp("cached"), measure_cache_ttl_s=60.0, clock=clock)
+        worker_measurer.start()
+    with worker_measurer:
+        assert worker_measurer.wait_ready(WORKER_READY_TIMEOUT_S)
+        yield worker_measurer, clock
+
+
+def test_a_repeated_spec_within_the_ttl_is_answered_from_the_cache(
+    cached_measurer: tuple[WorkerMeasurer, FakeClock], tiny_models: dict[str, str]
+) -> None:
+    measurer, clock = cached_measurer
+    first = measurer.measure(simulated(tiny_models["image"]))
+    clock.now += 59.0
+    second = measurer.measure(simulated(tiny_models["image"]))
+    assert second.cached is True
+    assert (second.measured_at, second.forward_passes, second.energy_kwh) == (
+        first.measured_at,
+        first.forward_passes,
+        first.energy_kwh,
+    )
+
+
+def test_a_cached_measurement_expires_after_the_ttl(
+    cached_measurer: tuple[WorkerMeasurer, FakeClock], tiny_models: dict[str, str]
+) -> None:
+    measurer, clock = cached_measurer
+    first = measurer.measure(simulated(tiny_models["video"]))
+    clock.now += 60.0
+    second = measurer.measure(simulated(tiny_models["video"]))
+    assert second.cached is False
+    assert second.measured_at != first.measured_at
+
+
+def test_a_different_window_is_not_answered_from_the_cache(
+    cached_measurer: tuple[WorkerMeasurer, FakeClock], tiny_models: dict[str, str]
+) -> None:
+    measurer, _ = cached_measurer
+    measurer.measure(simulated(tiny_models["image"]))
+    assert measurer.measure(simulated(tiny_models["image"], window_s=WINDOW_S + 0.1)).cached is False
+
+
+def test_a_zero_ttl_disables_the_measurement_cache(measurer: WorkerMeasurer, tiny_models: dict[str, str]) -> None:
+    first: Measurement = measurer.measure(simulated(tiny_models["image"]))
+    second = measurer.measure(simulated(tiny_models["image"]))
+    assert (first.cached, second.cached) == (False, False)
+    assert second.measured_at != first.measured_at
+
+
+def test_importing_the_client_does_not_import_torch_transformers_or_carbontracker() -> None:
+    code = (
+        "import sys, carbon_node.measure.client, carbon_node.measure.tiny; "
+        "print([m for m in ('torch', 'transformers', 'carbontracker') if m in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_a_closed_measurer_refuses_to_measure(tmp_path: Path, tiny_models: dict[str, str]) -> None:
+    measurer = WorkerMeasurer(scratch_dir=tmp_path)
+    measurer.close()
+    with pytest.raises(Exception, match="closed"):
+        measurer.measure(simulated(tiny_models["text"]))

@@ -1,0 +1,90 @@
+"""The worker's model cache (LRU by count and bytes) and its in-process measuring service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from carbon_node.measure.protocol import MeasureSpec
+from carbon_node.measure.worker import MeasureService, ModelCache, WorkerConfig
+
+
+def test_the_least_recently_used_model_is_evicted_when_the_count_is_reached() -> None:
+    cache: ModelCache[str] = ModelCache(max_entries=2, max_bytes=1000)
+    cache.put("a", "A", 10)
+    cache.put("b", "B", 10)
+    cache.get("a")  # a is now more recent than b
+    cache.put("c", "C", 10)
+    assert cache.keys() == ["a", "c"]
+
+
+def test_models_are_evicted_until_their_bytes_fit() -> None:
+    cache: ModelCache[str] = ModelCache(max_entries=10, max_bytes=100)
+    cache.put("a", "A", 40)
+    cache.put("b", "B", 40)
+    cache.put("c", "C", 50)
+    assert cache.keys() == ["b", "c"]
+    assert cache.total_bytes == 90
+
+
+def test_a_model_larger_than_the_byte_bound_is_not_kept() -> None:
+    cache: ModelCache[str] = ModelCache(max_entries=10, max_bytes=100)
+    cache.put("a", "A", 40)
+    assert cache.put("huge", "H", 101) is False
+    assert cache.keys() == ["a"]
+
+
+def test_a_zero_count_bound_keeps_nothing() -> None:
+    cache: ModelCache[str] = ModelCache(max_entries=0, max_bytes=100)
+    assert cache.put("a", "A", 1) is False
+    assert len(cache) == 0
+
+
+def test_evicted_values_are_handed_to_the_evict_callback() -> None:
+    evicted: list[str] = []
+    cache: ModelCache[str] = ModelCache(max_entries=1, max_bytes=100, on_evict=evicted.append)
+    cache.put("a", "A", 1)
+    cache.put("b", "B", 1)
+    assert evicted == ["A"]
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> MeasureService:
+    return MeasureService(WorkerConfig(scratch_dir=tmp_path / "scratch", model_cache_max_models=1))
+
+
+def spec(model: str, **fields: object) -> MeasureSpec:
+    return MeasureSpec(model=model, window_s=0.3, sim_cpu_tdp_w=10.0, **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("kind", ["text", "image", "video", "multimodal", "seq2seq"])
+def test_every_model_kind_runs_a_real_carbontracker_window(
+    service: MeasureService, tiny_models: dict[str, str], kind: str
+) -> None:
+    measurement = service.measure(spec(tiny_models[kind]))
+    assert measurement.energy_kwh > 0
+    assert measurement.forward_passes > 0
+    assert measurement.power_source == "simulated"
+
+
+def test_a_model_kept_in_the_worker_is_not_loaded_again(service: MeasureService, tiny_models: dict[str, str]) -> None:
+    service.measure(spec(tiny_models["text"]))
+    again = service.measure(spec(tiny_models["text"]))
+    assert again.load_s == 0.0
+
+
+def test_a_kept_model_is_still_refused_when_a_later_spec_forbids_its_class(
+    service: MeasureService, tiny_models: dict[str, str]
+) -> None:
+    service.measure(spec(tiny_models["text"]))
+    reply = service.reply(7, spec(tiny_models["text"], unsupported_models=("bert",)))
+    assert (reply.request_id, reply.error_kind, reply.measurement) == (7, "rejected", None)
+    assert "'bert' are not supported" in reply.message
+
+
+def test_the_model_cache_count_bound_evicts_the_older_model(service: MeasureService, tiny_models: dict[str, str]) -> None:
+    service.measure(spec(tiny_models["text"]))
+    reply = service.reply(1, spec(tiny_models["image"]))
+    assert reply.cached_models == 1
+    assert service.measure(spec(tiny_models["text"])).load_s > 0

@@ -1,0 +1,247 @@
+"""Specification of the answered-task journal (carbon_node.service.journal)."""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from carbon_node.core import Journal, TaskId, TaskOutput
+from carbon_node.service.journal import SqliteJournal
+
+DAY_S = 86400.0
+
+
+class FakeClock:
+    """Seconds since the epoch, moved by hand."""
+
+    def __init__(self, now_s: float = 1_800_000_000.0) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+def output(problem_id: int, iteration_id: int = 1, **overrides: object) -> TaskOutput:
+    values: dict[str, object] = {
+        "carbon_g": 0.1 + 0.2,  # not representable as a short decimal: must come back bit-identical
+        "energy_kwh": 1.2345678901234567e-9,
+        "grid_ci_g_per_kwh": 475.0,
+        "extra_data": {"num_outputs": 2, "model_restrains": ["m", "é"], "mode": "tracker", "nested": {"x": [1.5, None]}},
+    }
+    values.update(overrides)
+    return TaskOutput(TaskId(problem_id, iteration_id), **values)  # type: ignore[arg-type]
+
+
+def journal_at(
+    tmp_path: Path, clock: FakeClock | None = None, max_tasks: int = 1000, retention_s: float = DAY_S
+) -> SqliteJournal:
+    return SqliteJournal(tmp_path / "journal.sqlite3", max_tasks=max_tasks, retention_s=retention_s, clock=clock or FakeClock())
+
+
+def test_it_implements_the_core_journal_protocol(tmp_path: Path) -> None:
+    journal: Journal = journal_at(tmp_path)
+    assert journal.lookup(TaskId(1, 1)) is None
+
+
+def test_a_recorded_output_comes_back_with_identical_values_and_extra_data_bytes(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    original = output(7, 3)
+    journal.record(original)
+
+    replay = journal.lookup(TaskId(7, 3))
+
+    assert replay is not None
+    assert replay == original
+    assert replay.extra_data_bytes() == original.extra_data_bytes()
+    for name in ("carbon_g", "energy_kwh", "grid_ci_g_per_kwh"):
+        assert getattr(replay, name).hex() == getattr(original, name).hex()
+
+
+def test_an_unknown_task_is_not_found(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(1, 1))
+    assert journal.lookup(TaskId(1, 2)) is None
+    assert journal.lookup(TaskId(2, 1)) is None
+
+
+def test_answers_survive_a_new_journal_on_the_same_file(tmp_path: Path) -> None:
+    first = journal_at(tmp_path)
+    first.record(output(5, 1))
+    first.close()
+
+    assert journal_at(tmp_path).lookup(TaskId(5, 1)) == output(5, 1)
+
+
+def test_answers_survive_a_process_that_never_closed_the_journal(tmp_path: Path) -> None:
+    # A child writes and exits without closing, as a node killed with SIGKILL after publishing.
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        child = journal_at(tmp_path)
+        child.record(output(9, 9))
+        os._exit(0)
+    os.waitpid(pid, 0)
+
+    assert journal_at(tmp_path).lookup(TaskId(9, 9)) == output(9, 9)
+
+
+def test_error_outputs_and_the_node_error_flag_round_trip(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    failed = output(
+        3,
+        carbon_g=0.0,
+        energy_kwh=0.0,
+        grid_ci_g_per_kwh=0.0,
+        node_error=True,
+        extra_data={"num_outputs": 1, "model_restrains": ["x"], "mode": "error", "error": "boom"},
+    )
+    journal.record(failed)
+    replay = journal.lookup(TaskId(3, 1))
+    assert replay is not None and replay.node_error and replay == failed
+
+
+def test_non_finite_doubles_come_back_non_finite(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(4, carbon_g=math.nan, energy_kwh=math.inf, grid_ci_g_per_kwh=-math.inf))
+    replay = journal.lookup(TaskId(4, 1))
+    assert replay is not None
+    assert math.isnan(replay.carbon_g) and replay.energy_kwh == math.inf and replay.grid_ci_g_per_kwh == -math.inf
+
+
+def test_recording_a_task_again_keeps_the_latest_answer_only(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(2, carbon_g=1.0))
+    journal.record(output(2, carbon_g=2.0))
+    replay = journal.lookup(TaskId(2, 1))
+    assert replay is not None and replay.carbon_g == 2.0
+    assert len(journal) == 1
+
+
+def test_only_the_newest_max_tasks_answers_are_kept(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path, max_tasks=10)
+    for problem_id in range(1, 26):
+        journal.record(output(problem_id))
+
+    assert len(journal) == 10
+    assert journal.lookup(TaskId(15, 1)) is None
+    assert all(journal.lookup(TaskId(p, 1)) is not None for p in range(16, 26))
+
+
+def test_answers_older_than_the_retention_are_not_replayed(tmp_path: Path) -> None:
+    clock = FakeClock()
+    journal = journal_at(tmp_path, clock, retention_s=DAY_S)
+    journal.record(output(1))
+    clock.now_s += DAY_S - 1
+    assert journal.lookup(TaskId(1, 1)) is not None
+
+    clock.now_s += 2
+    assert journal.lookup(TaskId(1, 1)) is None
+
+
+def test_a_write_prunes_the_answers_older_than_the_retention(tmp_path: Path) -> None:
+    clock = FakeClock()
+    journal = journal_at(tmp_path, clock, retention_s=60.0)
+    journal.record(output(1))
+    journal.record(output(2))
+    clock.now_s += 61
+    journal.record(output(3))
+
+    assert len(journal) == 1
+    assert journal.lookup(TaskId(3, 1)) is not None
+
+
+def test_opening_a_journal_prunes_expired_answers(tmp_path: Path) -> None:
+    clock = FakeClock()
+    journal_at(tmp_path, clock, retention_s=60.0).record(output(1))
+    clock.now_s += 120
+    assert len(journal_at(tmp_path, clock, retention_s=60.0)) == 0
+
+
+def test_a_corrupt_file_disables_the_journal_with_one_warning(tmp_path: Path) -> None:
+    (tmp_path / "journal.sqlite3").write_bytes(b"this is not a database" * 100)
+    with capture_logs() as logs:
+        journal = journal_at(tmp_path)
+        journal.record(output(1))
+        assert journal.lookup(TaskId(1, 1)) is None
+        journal.record(output(2))
+
+    assert not journal.enabled
+    warnings = [entry for entry in logs if entry["event"] == "journal_disabled"]
+    assert len(warnings) == 1
+    assert warnings[0]["log_level"] == "warning"
+
+
+def test_a_journal_under_a_path_that_cannot_be_a_directory_is_disabled(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the state directory should be")
+    with capture_logs() as logs:
+        journal = SqliteJournal(blocker / "journal.sqlite3", max_tasks=10, retention_s=60.0)
+        journal.record(output(1))
+        assert journal.lookup(TaskId(1, 1)) is None
+    assert not journal.enabled
+    assert [entry["event"] for entry in logs] == ["journal_disabled"]
+    assert blocker.read_text() == "a file where the state directory should be"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes through file permissions")
+def test_a_read_only_directory_disables_the_journal(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        journal = SqliteJournal(locked / "journal.sqlite3", max_tasks=10, retention_s=60.0)
+        journal.record(output(1))
+        assert not journal.enabled
+        assert journal.lookup(TaskId(1, 1)) is None
+    finally:
+        locked.chmod(0o700)
+
+
+def test_a_journal_file_that_became_read_only_stops_recording_without_raising(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(1))
+    # As after a remount read-only: swap in a read-only connection to the same file.
+    journal._conn = sqlite3.connect(
+        f"file:{tmp_path / 'journal.sqlite3'}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
+    )
+    with capture_logs() as logs:
+        journal.record(output(2))
+        journal.record(output(3))
+    assert not journal.enabled
+    assert journal.lookup(TaskId(1, 1)) is None
+    assert [entry["event"] for entry in logs] == ["journal_disabled"]
+
+
+def test_concurrent_threads_record_and_look_up_without_losing_answers(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path, max_tasks=10_000)
+    errors: list[BaseException] = []
+
+    def worker(thread_index: int) -> None:
+        try:
+            for iteration in range(1, 101):
+                journal.record(output(thread_index, iteration, carbon_g=float(thread_index * 1000 + iteration)))
+                replay = journal.lookup(TaskId(thread_index, iteration))
+                assert replay is not None and replay.carbon_g == float(thread_index * 1000 + iteration)
+        except BaseException as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(index,)) for index in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    assert journal.enabled
+    assert len(journal) == 8 * 100
+
+
+def test_invalid_bounds_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        SqliteJournal(tmp_path / "j", max_tasks=0, retention_s=1.0)
+    with pytest.raises(ValueError):
+        SqliteJournal(tmp_path / "j", max_tasks=1, retention_s=0.0)

@@ -1,0 +1,42 @@
+"""The README stays true: its first commands, its configuration table, its Benchmarks placeholder."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from carbon_node.service.cli import config_reference
+
+REPO = Path(__file__).resolve().parents[2]
+README = (REPO / "README.md").read_text()
+
+
+def test_configuration_table_matches_the_settings_model() -> None:
+    match = re.search(r"<!-- config table:[^\n]*-->\n(.*?)\n<!-- end config table -->", README, re.DOTALL)
+    assert match, "config table markers missing"
+    assert match.group(1).strip() == config_reference(), "regenerate with: carbon-node config reference"
+
+
+def test_the_first_commands_install_and_run_then_test() -> None:
+    blocks = re.findall(r"```bash\n(.*?)```", README, re.DOTALL)
+    install, tests = blocks[0].strip(), blocks[1].strip()
+    assert install.startswith("pip install torch==2.13.0")
+    assert install.index("torch==2.13.0") < install.index("pip install -e '.[measure]'")
+    assert install.endswith("carbon-node demo && carbon-node run")
+    assert tests == "bash .ci/run"
+
+
+def test_ci_script_runs_the_test_suite_after_lint_and_types() -> None:
+    script = (REPO / ".ci" / "run").read_text()
+    assert "set -euo pipefail" in script
+    positions = [script.index(word) for word in ("pip install torch==2.13.0", "-m ruff check", "-m mypy", "-m pytest")]
+    assert positions == sorted(positions)
+
+
+def test_benchmarks_section_keeps_its_placeholder() -> None:
+    assert re.search(r"^## Benchmarks\n+<!-- bench table -->", README, re.MULTILINE)
+
+
+def test_every_subcommand_is_documented() -> None:
+    for command in ("run", "send-task", "estimate", "doctor", "config show", "demo"):
+        assert f"carbon-node {command}" in README, command
