@@ -217,7 +217,9 @@ def check_size(spec: MeasureSpec, param_bytes: int) -> None:
     """Refuse a model whose parameters and buffers need more than ``spec.max_model_mb`` MiB."""
     need_mib = param_bytes / 2**20
     if need_mib > spec.max_model_mb:
-        raise ModelRejected(f"model {spec.model!r} needs {need_mib:.2f} MiB, limit {spec.max_model_mb:g} MiB")
+        raise ModelRejected(
+            f"model {spec.model!r} is too large: it needs {need_mib:.2f} MiB, over the {spec.max_model_mb:g} MiB limit (max_model_mb)"
+        )
 
 
 def check_allowed(spec: MeasureSpec, class_name: str, param_bytes: int) -> None:

@@ -131,9 +131,11 @@ class Daemon:
             describe=self._describe,
             on_output=self._on_output,
         )
-        self.runtime.start(timeout_s=START_TIMEOUT_S)
+        # Metrics first: a port clash fails start-up before the bus announces the node, and a client
+        # that saw IDLE can scrape at once.
         if s.metrics_port is not None:
             self.metrics.serve(s.metrics_port, s.metrics_host)
+        self.runtime.start(timeout_s=START_TIMEOUT_S)
         log.info("node.idle", domain_id=s.domain_id, bus=s.bus, state_dir=str(s.state_dir))
         self.notifier.ready(status=f"idle on DDS domain {s.domain_id}")
         self.notifier.watchdog()

@@ -86,7 +86,7 @@ def test_a_directory_without_config_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_model_over_the_size_limit_is_refused_with_its_size(tiny_models: dict[str, str]) -> None:
-    with pytest.raises(ModelRejected, match=r"needs 0\.08 MiB, limit 0\.01 MiB"):
+    with pytest.raises(ModelRejected, match=r"too large: it needs 0\.08 MiB, over the 0\.01 MiB limit"):
         load(tiny_models["text"], max_model_mb=0.01)
 
 
