@@ -273,7 +273,8 @@ class WorkerMeasurer:
             ) from None
         self._replace(worker, "task timeout")
         raise MeasureTimeout(
-            f"the measurement of {spec.model!r} exceeded its time limit of {self.task_timeout_s:g} s (task_timeout_s); the worker was replaced"
+            f"the measurement of {spec.model!r} exceeded its time limit of {self.task_timeout_s:g} s "
+            "(task_timeout_s); the worker was replaced"
         )
 
     def _ensure_worker(self) -> _Worker:

@@ -218,7 +218,8 @@ def check_size(spec: MeasureSpec, param_bytes: int) -> None:
     need_mib = param_bytes / 2**20
     if need_mib > spec.max_model_mb:
         raise ModelRejected(
-            f"model {spec.model!r} is too large: it needs {need_mib:.2f} MiB, over the {spec.max_model_mb:g} MiB limit (max_model_mb)"
+            f"model {spec.model!r} is too large: it needs {need_mib:.2f} MiB, "
+            f"over the {spec.max_model_mb:g} MiB limit (max_model_mb)"
         )
 
 

@@ -113,7 +113,7 @@ def test_a_measurement_over_the_task_timeout_raises_and_the_next_measure_works(
 ) -> None:
     monkeypatch.setattr(measurer, "task_timeout_s", 3.0)
     old_pid = measurer.worker_pid
-    with pytest.raises(MeasureTimeout, match="exceeded its time limit of 3 s .*the worker was replaced"):
+    with pytest.raises(MeasureTimeout, match=r"exceeded its time limit of 3 s .*the worker was replaced"):
         measurer.measure(simulated(tiny_models["text"], window_s=30.0))
     assert measurer.worker_pid != old_pid
     monkeypatch.setattr(measurer, "task_timeout_s", 60.0)
