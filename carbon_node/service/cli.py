@@ -64,6 +64,10 @@ def _metavar(name: str) -> str:
     return "N" if annotation is int else "X" if annotation in (float, float | None) else "TEXT"
 
 
+FLAG_ALIASES: dict[str, tuple[str, ...]] = {"domain_id": ("--domain",)}
+"""Short spellings kept for the commands the issues and upstream docs name."""
+
+
 def _add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) -> None:
     group = parser.add_argument_group("settings (flag > environment > --config file > default)")
     group.add_argument(
@@ -84,7 +88,7 @@ def _add_settings_flags(parser: argparse.ArgumentParser, fields: Iterable[str]) 
         else:
             # Values are validated by the settings model, so the error names the setting and its bounds.
             kwargs["metavar"] = _metavar(name)
-        group.add_argument(flag_name(name), **kwargs)
+        group.add_argument(flag_name(name), *FLAG_ALIASES.get(name, ()), **kwargs)
 
 
 ALL_SETTINGS = tuple(name for name in Settings.model_fields if name not in SECRET_FIELDS)
@@ -130,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--user-extra", default="{}", metavar="JSON", help="UserInput.extra_data as a JSON object")
     send.add_argument("--ml-extra", default="{}", metavar="JSON", help="MLModel.extra_data as a JSON object")
     send.add_argument("--task-id", default=None, metavar="P.I", help="task id problem.iteration (default: a fresh one)")
-    send.add_argument("--timeout-s", type=float, default=120.0, help="seconds to wait for the result (default 120)")
+    send.add_argument("--timeout-s", "--timeout", type=float, default=120.0, help="seconds to wait for the result (default 120)")
     send.add_argument("--json", action="store_true", help="print the result as JSON")
     _add_settings_flags(send, ("domain_id", *LOG_FIELDS))
 
@@ -139,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="estimate one model's footprint in this process, without DDS",
         description="Run the node's estimation for one model locally (no bus) and print the output fields.",
     )
-    estimate.add_argument("--model", required=True, help="a Hugging Face id, a local model directory, or NO_MODEL")
+    estimate.add_argument("model_arg", nargs="?", metavar="MODEL", help="same as --model")
+    estimate.add_argument("--model", default=None, help="a Hugging Face id, a local model directory, or NO_MODEL")
     estimate.add_argument("--model-path", default="", help="an .onnx path (selects the HW-only path)")
     estimate.add_argument("--latency", type=float, default=0.0, help="HW latency, in the node's latency unit")
     estimate.add_argument("--power", type=float, default=0.0, help="HW power in W")
@@ -258,13 +263,15 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
+    model = args.model if args.model is not None else args.model_arg
+    if not model or (args.model is not None and args.model_arg is not None and args.model != args.model_arg):
+        print(f"{PROG} estimate: give the model once, as MODEL or as --model", file=sys.stderr)
+        return 2
     loaded = _load(args)
     _configure_logs(loaded.settings)
     from carbon_node.engine.estimate import run_estimate
 
-    return run_estimate(
-        loaded.settings, args.model, args.latency, args.power, args.region, args.model_path, args.json, sys.stdout
-    )
+    return run_estimate(loaded.settings, model, args.latency, args.power, args.region, args.model_path, args.json, sys.stdout)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

@@ -169,3 +169,24 @@ def test_console_script_is_installed() -> None:
         pytest.skip("the carbon-node console script is not installed next to this interpreter")
     done = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
+
+
+def test_estimate_takes_the_model_as_a_positional_argument(tmp_path: Path) -> None:
+    from carbon_node.measure.tiny import build_tiny_onnx
+
+    onnx = build_tiny_onnx(tmp_path / "m.onnx")
+    done = carbon_node("estimate", "unet", "--model-path", str(onnx), "--latency", "0.001", "--power", "10", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["extra_data"]["mode"] == "onnx_hw_only"
+
+
+def test_estimate_without_a_model_or_with_two_different_ones_exits_2() -> None:
+    assert carbon_node("estimate").returncode == 2
+    done = carbon_node("estimate", "a", "--model", "b")
+    assert done.returncode == 2
+    assert "give the model once" in done.stderr
+
+
+def test_send_task_accepts_the_short_domain_and_timeout_spellings() -> None:
+    args = build_parser().parse_args(["send-task", "--model", "NO_MODEL", "--domain", "7", "--timeout", "3"])
+    assert (args.domain_id, args.timeout_s) == ("7", 3.0)
