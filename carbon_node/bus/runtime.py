@@ -100,6 +100,17 @@ def check_output(output: TaskOutput) -> str | None:
     return None
 
 
+def fail_safely(handler: TaskHandler, inputs: TaskInputs, message: str) -> TaskOutput:
+    """``handler.fail``, falling back to ``core.error_output`` when even that raises or misbehaves."""
+    try:
+        output = handler.fail(inputs, message)
+        if check_output(output) is None:
+            return output
+    except Exception:
+        log.exception("handler_fail_raised", task_id=str(inputs.task_id))
+    return error_output(inputs, message)
+
+
 @dataclass(frozen=True)
 class RuntimeStats:
     """Counters since start, for metrics and tests."""
@@ -485,14 +496,7 @@ class NodeRuntime:
             self._complete(job, output)
 
     def _fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
-        """``handler.fail``, falling back to ``core.error_output`` when even that raises or misbehaves."""
-        try:
-            output = self._handler.fail(inputs, message)
-            if check_output(output) is None:
-                return output
-        except Exception:
-            log.exception("handler_fail_raised", task_id=str(inputs.task_id))
-        return error_output(inputs, message)
+        return fail_safely(self._handler, inputs, message)
 
     def _answer_unfinished(self, job: _Job, message: str) -> None:
         self._complete(job, self._fail(job.inputs, message))

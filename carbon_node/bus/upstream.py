@@ -22,9 +22,9 @@ import structlog
 
 from carbon_node.bus.config_service import describe_responder
 from carbon_node.bus.cyclone import BusError
-from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output
+from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output, fail_safely
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
-from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
+from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput
 
 __all__ = ["Bus", "BusFactory", "BusKind", "UpstreamRuntime", "make_bus", "upstream_available", "wire_from_accessors"]
 
@@ -269,13 +269,7 @@ class UpstreamRuntime:
         return output, False
 
     def _fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
-        try:
-            output = self._handler.fail(inputs, message)
-            if check_output(output) is None:
-                return output
-        except Exception:
-            log.exception("handler_fail_raised", task_id=str(inputs.task_id))
-        return error_output(inputs, message)
+        return fail_safely(self._handler, inputs, message)
 
     def _service_callback(self, req: Any, res: Any) -> None:
         request = RequestTypeImpl(
