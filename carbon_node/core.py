@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, UserInputImpl
+from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 __all__ = [
     "CarbonNodeError",
@@ -32,6 +32,7 @@ __all__ = [
     "decode_extra_data",
     "encode_extra_data",
     "error_output",
+    "make_inputs",
 ]
 
 NO_MODEL = "NO_MODEL"
@@ -224,3 +225,42 @@ def error_output(inputs: TaskInputs, message: str, **extra: Any) -> TaskOutput:
     data["mode"] = "error"
     data["error"] = message
     return TaskOutput(inputs.task_id, 0.0, 0.0, 0.0, data)
+
+
+def _extra_octets(value: Mapping[str, Any] | str | bytes | None) -> list[int]:
+    """``extra_data`` octets: a mapping as JSON, a string as UTF-8, bytes as they are."""
+    if value is None:
+        return []
+    if isinstance(value, bytes):
+        return list(value)
+    if isinstance(value, str):
+        return list(value.encode("utf-8"))
+    return list(json.dumps(dict(value)).encode("utf-8"))
+
+
+def make_inputs(
+    model: str = "tiny-model",
+    model_path: str = "",
+    latency: float = 0.0,
+    power: float = 0.0,
+    user_extra: Mapping[str, Any] | str | bytes | None = None,
+    ml_extra: Mapping[str, Any] | str | bytes | None = None,
+    region: str = "",
+    continent: str = "",
+    task_id: tuple[int, int] = (1, 1),
+) -> TaskInputs:
+    """Complete task inputs from plain values (``carbon-node estimate``, tests): ``latency`` in the
+    configured unit, ``power`` in W.
+
+    ``user_extra``/``ml_extra`` are the ``extra_data`` of the UserInput and MLModel samples (a mapping
+    is JSON-encoded; str or bytes are sent as they are, to test invalid data).
+    """
+    wire_id = TaskIdImpl(problem_id=task_id[0], iteration_id=task_id[1])
+    return TaskInputs(
+        task_id=TaskId(*task_id),
+        ml_model=MLModelImpl(model=model, model_path=model_path, extra_data=_extra_octets(ml_extra), task_id=wire_id),
+        user_input=UserInputImpl(
+            geo_location_region=region, geo_location_continent=continent, extra_data=_extra_octets(user_extra), task_id=wire_id
+        ),
+        hw=HWResourceImpl(power_consumption=power, latency=latency, task_id=wire_id),
+    )

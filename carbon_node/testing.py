@@ -11,14 +11,12 @@ None of them imports torch, transformers or carbontracker.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
-from carbon_node.core import TaskId, TaskInputs
+from carbon_node.core import make_inputs
 from carbon_node.engine.intensity import Intensity
 from carbon_node.engine.task import Location
 from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec
@@ -37,6 +35,7 @@ def make_measurement(**overrides: Any) -> Measurement:
         window_s=1.0,
         forward_passes=100,
         power_source="simulated",
+        cpu_power_source="simulated",
         components=("cpu",),
         pue=1.0,
         carbontracker_version="2.4.7",
@@ -93,41 +92,3 @@ class FakeIntensitySource:
     def lookup(self, location: Location) -> Intensity | None:
         self.lookups.append(location)
         return self.intensity
-
-
-def _extra(value: Mapping[str, Any] | str | bytes | None) -> list[int]:
-    """``extra_data`` octets: a mapping as JSON, a string as UTF-8, bytes as they are."""
-    if value is None:
-        return []
-    if isinstance(value, bytes):
-        return list(value)
-    if isinstance(value, str):
-        return list(value.encode("utf-8"))
-    return list(json.dumps(dict(value)).encode("utf-8"))
-
-
-def make_inputs(
-    model: str = "tiny-model",
-    model_path: str = "",
-    latency: float = 0.0,
-    power: float = 0.0,
-    user_extra: Mapping[str, Any] | str | bytes | None = None,
-    ml_extra: Mapping[str, Any] | str | bytes | None = None,
-    region: str = "",
-    continent: str = "",
-    task_id: tuple[int, int] = (1, 1),
-) -> TaskInputs:
-    """Complete task inputs from plain values: ``latency`` in the configured unit, ``power`` in W.
-
-    ``user_extra``/``ml_extra`` are the ``extra_data`` of the UserInput and MLModel samples (a mapping
-    is JSON-encoded; str or bytes are sent as they are, to test invalid data).
-    """
-    wire_id = TaskIdImpl(problem_id=task_id[0], iteration_id=task_id[1])
-    return TaskInputs(
-        task_id=TaskId(*task_id),
-        ml_model=MLModelImpl(model=model, model_path=model_path, extra_data=_extra(ml_extra), task_id=wire_id),
-        user_input=UserInputImpl(
-            geo_location_region=region, geo_location_continent=continent, extra_data=_extra(user_extra), task_id=wire_id
-        ),
-        hw=HWResourceImpl(power_consumption=power, latency=latency, task_id=wire_id),
-    )

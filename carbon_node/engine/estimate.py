@@ -15,12 +15,11 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from carbon_node.core import TaskOutput
+from carbon_node.core import TaskOutput, make_inputs
 from carbon_node.engine.engine import Engine
 from carbon_node.engine.paths import Mode, failed
 from carbon_node.measure.protocol import Measurement, MeasureSpec
 from carbon_node.service.settings import Settings
-from carbon_node.testing import make_inputs
 
 __all__ = ["format_output", "run_estimate"]
 
@@ -166,6 +165,7 @@ def _start_worker(settings: Settings, scratch_dir: Path, err: TextIO) -> Any:
         model_cache_max_mb=settings.model_cache_max_mb,
         measure_cache_ttl_s=settings.measure_cache_ttl_s,
         scratch_dir=scratch_dir,
+        hub_cache_dir=settings.cache_dir / "huggingface",
     )
     start = getattr(measurer, "start", None)
     if callable(start):

@@ -9,10 +9,12 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 |---|---|
 | ``grid_ci_g_per_kwh``, ``grid_ci_zone``, ``grid_ci_year`` | the intensity used, its zone and year |
 | ``power_source`` | rapl, nvml, tdp_table, simulated, or hw_provider (HW power x latency) |
+| ``power_sources`` | per component: ``{cpu: rapl/tdp_table/simulated, gpu: nvml or null}`` (null when nothing was measured) |
 | ``components`` | what carbontracker measured (cpu, gpu) |
 | ``window_s``, ``forward_passes`` | the measured window (seconds) and the passes completed in it |
 | ``measured_per_inference`` | ``{energy_kwh, carbon_g}``: window / forward passes (F3) |
-| ``hw_latency_per_inference`` | ``{energy_kwh, carbon_g}``: upstream's HW-latency scaling |
+| ``hw_latency_per_inference`` | ``{energy_kwh, carbon_g}`` from the HW latency: window x latency / window |
+|   | (upstream), or HW power x latency on the ONNX path and when nothing was measured |
 | ``scaling`` | what the three doubles carry: hw_latency, measured or none |
 | ``scaling_note`` | why the configured scaling was not applied, when it was not |
 | ``latency_unit``, ``latency_s``, ``power_w`` | the HW input as understood (F2) |
@@ -82,6 +84,7 @@ def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInferenc
     data.update(
         {
             "power_source": "hw_provider",
+            "power_sources": None,
             "components": [],
             "window_s": None,
             "forward_passes": None,
@@ -115,6 +118,7 @@ def measured_extra_data(task: Task, intensity: Intensity, measurement: Measureme
     data.update(
         {
             "power_source": "hw_provider" if scaled.hw_fallback else measurement.power_source,
+            "power_sources": {"cpu": measurement.cpu_power_source or None, "gpu": measurement.gpu_power_source},
             "components": list(measurement.components),
             "window_s": measurement.window_s,
             "forward_passes": measurement.forward_passes,

@@ -109,13 +109,10 @@ class _Worker:
         self.conn.close()
 
     def stop(self, timeout_s: float) -> None:
-        """Ask the worker to exit, then terminate and kill it if it does not within ``timeout_s``."""
+        """Ask the worker to exit, then kill it if it does not within ``timeout_s`` (it ignores SIGTERM)."""
         with contextlib.suppress(OSError, ValueError):
             self.conn.send(("stop",))
         self.process.join(timeout_s)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(_STOP_GRACE_S)
         self.kill()
 
 
@@ -131,13 +128,16 @@ class WorkerMeasurer:
         measure_cache_ttl_s: float = 3600.0,
         scratch_dir: Path,
         start_timeout_s: float = 120.0,
+        hub_cache_dir: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.task_timeout_s = task_timeout_s
         self.measure_cache_ttl_s = measure_cache_ttl_s
         self.start_timeout_s = start_timeout_s
         self._clock = clock
-        self._config = WorkerConfig(Path(scratch_dir), model_cache_max_models, model_cache_max_mb)
+        self._config = WorkerConfig(
+            Path(scratch_dir), model_cache_max_models, model_cache_max_mb, hub_cache_dir=hub_cache_dir
+        )
         self._lock = threading.Lock()  # one measurement at a time
         self._state = threading.Lock()  # guards the worker handle and the flags below
         self._worker: _Worker | None = None
@@ -191,24 +191,26 @@ class WorkerMeasurer:
             if not self._busy or self._worker is None:
                 return False
             self._aborted = True
+            pid = self._worker.pid
             self._worker.process.kill()
-        log.warning("measure.aborted", pid=self._worker.pid)
+        log.warning("measure.aborted", pid=pid)
         return True
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Stop the worker (waiting up to ``timeout_s`` seconds for a running measurement); idempotent."""
         with self._state:
             self._closed = True
-        if not self._lock.acquire(timeout=timeout_s):
+        held = self._lock.acquire(timeout=timeout_s)
+        if not held:
             self.abort()
-            self._lock.acquire(timeout=_STOP_GRACE_S + 1.0)
+            held = self._lock.acquire(timeout=_STOP_GRACE_S + 1.0)
         try:
             with self._state:
                 worker, self._worker = self._worker, None
             if worker is not None:
                 worker.stop(timeout_s)
         finally:
-            if self._lock.locked():
+            if held:
                 self._lock.release()
 
     def __enter__(self) -> WorkerMeasurer:
@@ -245,18 +247,18 @@ class WorkerMeasurer:
 
     def _ask(self, worker: _Worker, spec: MeasureSpec) -> Reply:
         """Send ``spec`` and wait for the reply within the timeouts; replaces the worker on failure."""
+        # One deadline for the whole task: a worker still starting (after a replacement) counts against it.
+        deadline = time.monotonic() + self.task_timeout_s
         try:
             if worker.ready is None:
-                worker.receive(self.start_timeout_s)
+                start_wait_s = min(self.start_timeout_s, self.task_timeout_s)
+                worker.receive(start_wait_s)
                 if worker.ready is None:
                     self._replace(worker, "start timeout")
-                    raise MeasureTimeout(
-                        f"the measurement worker did not start within {self.start_timeout_s:g} s; it was replaced"
-                    )
+                    raise MeasureTimeout(f"the measurement worker did not start within {start_wait_s:g} s; it was replaced")
             self._request_id += 1
             request_id = self._request_id
             worker.conn.send(("measure", request_id, spec))
-            deadline = time.monotonic() + self.task_timeout_s
             while (remaining := deadline - time.monotonic()) > 0:
                 message = worker.receive(remaining)
                 if message is not None and message[0] == "reply" and message[1].request_id == request_id:

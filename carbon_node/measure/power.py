@@ -33,6 +33,9 @@ POWERCAP_ROOT = Path("/sys/class/powercap")
 
 SIMULATED_CPU_NAME = "carbon-node simulated CPU"
 
+NVML_UPDATE_INTERVAL_S = 0.1
+"""carbontracker's sampling interval (s) when a GPU is measured through NVML (its default is 1 s)."""
+
 
 @dataclass(frozen=True)
 class PowerPlan:
@@ -116,15 +119,18 @@ def plan_power(
     notes: list[str] = []
     if uses_cuda and gpu_source is None:
         notes.append("the model runs on a GPU but NVML is unavailable: GPU energy is not measured")
+    # carbontracker averages its power samples over the epoch; at its default 1 s interval a 1 s GPU
+    # window has one or two samples, the first taken as the epoch starts. Sample NVML faster.
+    extra: dict[str, Any] = {"update_interval": NVML_UPDATE_INTERVAL_S} if gpu_source else {}
 
     if sim_cpu_tdp_w is not None:
         util = 1.0 if sim_cpu_util is None else sim_cpu_util
         kwargs = {"sim_cpu": SIMULATED_CPU_NAME, "sim_cpu_tdp": float(sim_cpu_tdp_w), "sim_cpu_util": float(util)}
         notes.append(f"simulated CPU power {sim_cpu_tdp_w * util:g} W ({sim_cpu_tdp_w:g} W TDP x {util:g} utilisation)")
-        return PowerPlan("simulated", "simulated", gpu_source, kwargs, tuple(notes))
+        return PowerPlan("simulated", "simulated", gpu_source, {**kwargs, **extra}, tuple(notes))
 
     if rapl_readable(powercap_root):
-        return PowerPlan(gpu_source or "rapl", "rapl", gpu_source, {}, tuple(notes))
+        return PowerPlan(gpu_source or "rapl", "rapl", gpu_source, extra, tuple(notes))
 
     kwargs = {}
     if rapl_present(powercap_root):
@@ -134,4 +140,4 @@ def plan_power(
         notes.append("RAPL counters are not readable: CPU power is carbontracker's TDP-table estimate")
     else:
         notes.append("no RAPL counters: CPU power is carbontracker's TDP-table estimate (50 % of TDP), not a measurement")
-    return PowerPlan(gpu_source or "tdp_table", "tdp_table", gpu_source, kwargs, tuple(notes))
+    return PowerPlan(gpu_source or "tdp_table", "tdp_table", gpu_source, {**kwargs, **extra}, tuple(notes))

@@ -89,6 +89,10 @@ class Measurement:
     """Seconds the tracker run took, window and carbontracker overhead included."""
     cached: bool = False
     """True when answered from the measurement cache without running the model."""
+    cpu_power_source: str = ""
+    """How the CPU share was obtained: ``rapl``, ``tdp_table`` or ``simulated``."""
+    gpu_power_source: str | None = None
+    """``nvml`` when a GPU was measured, else None."""
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property

@@ -173,11 +173,12 @@ def run_window(
     plan: PowerPlan,
     synchronize: Callable[[], None] | None = None,
     max_extra_s: float = MAX_EXTRA_S,
+    warmup_passes: int = 1,
 ) -> WindowResult:
     """Run ``forward`` repeatedly for ``window_s`` seconds inside one carbontracker epoch.
 
-    ``synchronize`` (e.g. ``torch.cuda.synchronize``) is called at both window edges so queued GPU
-    work is inside the window. Raises :class:`MeasureError` when carbontracker reports no energy.
+    ``warmup_passes`` run before the epoch starts and are not counted. ``synchronize`` (e.g.
+    ``torch.cuda.synchronize``) is called at both window edges so queued GPU work is inside the window. Raises :class:`MeasureError` when carbontracker reports no energy.
     """
     if window_s <= 0:
         raise MeasureError(f"window_s must be positive, got {window_s}")
@@ -200,6 +201,10 @@ def run_window(
             )
             logger = getattr(tracker, "logger", None)
             logger_id = logger.logger.name.rsplit(".", 1)[-1] if logger is not None else ""
+            # One pass outside the window: lazy allocations, kernel selection and (on a GPU) clocks
+            # ramping up are not billed to the window, whether or not the model was just loaded.
+            for _ in range(warmup_passes):
+                forward()
             sync()
             tracker.epoch_start()
             window_start = time.perf_counter()

@@ -60,6 +60,8 @@ class WorkerConfig:
     model_cache_max_mb: float = 2048.0
     hub_probe_timeout_s: float = 2.0
     """Seconds to decide whether the hub is reachable when ``HF_HUB_OFFLINE`` is unset."""
+    hub_cache_dir: Path | None = None
+    """Where Hugging Face models are cached (``HF_HOME``), unless the environment already sets ``HF_HOME``."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ class Ready:
     hub_offline: bool
     cuda_available: bool
     versions: dict[str, str] = field(default_factory=dict)
+    hub_cache: str = ""
+    """The directory the worker's Hugging Face hub cache is in."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +214,8 @@ class MeasureService:
             window_s=result.window_s,
             forward_passes=result.forward_passes,
             power_source=plan.source,
+            cpu_power_source=plan.cpu_source,
+            gpu_power_source=plan.gpu_source,
             components=result.components,
             pue=result.pue,
             carbontracker_version=result.carbontracker_version,
@@ -284,16 +290,29 @@ def _warm_up(config: WorkerConfig) -> Ready:
     import carbon_node.measure.power
     import carbon_node.measure.tracker  # noqa: F401 - imported for the warm-up
 
+    from huggingface_hub import constants as hub_constants
+
     versions = {name: importlib.metadata.version(name) for name in ("torch", "transformers", "carbontracker")}
-    return Ready(os.getpid(), time.perf_counter() - started, offline, torch.cuda.is_available(), versions)
+    return Ready(
+        os.getpid(),
+        time.perf_counter() - started,
+        offline,
+        torch.cuda.is_available(),
+        versions,
+        hub_cache=str(hub_constants.HF_HUB_CACHE),
+    )
 
 
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """The worker process: warm up, then answer measure requests until ``stop`` or the pipe closes."""
     import faulthandler
 
-    # The node decides when the worker ends: Ctrl-C in a terminal reaches the whole process group.
+    # The node decides when the worker ends (it finishes or aborts the running window first): Ctrl-C in
+    # a terminal reaches the whole process group, and a service manager may signal every process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if config.hub_cache_dir is not None and "HF_HOME" not in os.environ:
+        os.environ["HF_HOME"] = str(config.hub_cache_dir)  # before huggingface_hub is imported
     _redirect_output(config.scratch_dir)
     faulthandler.enable()  # a segfault leaves its Python traceback in worker.log
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))

@@ -107,6 +107,7 @@ class Daemon:
             model_cache_max_mb=s.model_cache_max_mb,
             measure_cache_ttl_s=s.measure_cache_ttl_s,
             scratch_dir=scratch_dir,
+            hub_cache_dir=s.cache_dir / "huggingface",
         )
         self.measurer.start()
         self.metrics = NodeMetrics(

@@ -23,6 +23,7 @@ PROVENANCE_KEYS = {
     "grid_ci_source",
     "grid_ci_g_per_kwh",
     "power_source",
+    "power_sources",
     "components",
     "window_s",
     "forward_passes",

@@ -50,6 +50,7 @@ def test_simulated_power_gives_watts_times_window_times_pue(measurer: Any, text_
     data = out.extra_data
     assert data["mode"] == "tracker", data.get("error")
     assert data["power_source"] == "simulated"
+    assert data["power_sources"] == {"cpu": "simulated", "gpu": None}
     window_kwh = 50.0 * data["window_s"] * data["pue"] / 3.6e6
     # hw_latency scaling: window energy x 0.01 s / window_s; carbontracker samples, hence 5 %.
     assert out.energy_kwh == pytest.approx(window_kwh * 0.01 / data["window_s"], rel=0.05)
@@ -68,6 +69,7 @@ def test_without_counters_the_cpu_tdp_table_is_the_power_source(measurer: Any, t
     if data["power_source"] == "rapl":
         pytest.skip("this machine has readable RAPL counters")
     assert data["power_source"] == "tdp_table"
+    assert data["power_sources"] == {"cpu": "tdp_table", "gpu": None}
     assert out.energy_kwh > 0
     assert out.energy_kwh == pytest.approx(data["measured_per_inference"]["energy_kwh"])
     assert data["scaling"] == "measured"

@@ -209,3 +209,15 @@ def test_a_closed_measurer_refuses_to_measure(tmp_path: Path, tiny_models: dict[
     measurer.close()
     with pytest.raises(Exception, match="closed"):
         measurer.measure(simulated(tiny_models["text"]))
+
+
+def test_the_worker_caches_hub_models_in_the_configured_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("HF_HOME", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    with WorkerMeasurer(scratch_dir=tmp_path / "scratch", hub_cache_dir=tmp_path / "hf") as measurer:
+        measurer.start()
+        assert measurer.wait_ready(WORKER_READY_TIMEOUT_S)
+        ready = measurer.worker_ready
+        assert ready is not None
+        assert Path(ready.hub_cache).is_relative_to(tmp_path / "hf")
+    assert "HF_HOME" not in os.environ  # set in the worker only

@@ -84,3 +84,17 @@ def test_nvml_is_not_the_source_when_it_cannot_measure_the_model(tmp_path: Path,
     assert plan.gpu_source is None
     assert plan.source == "tdp_table"
     assert any("NVML is unavailable" in note for note in plan.notes) == uses_cuda
+
+
+def test_a_gpu_measured_through_nvml_is_sampled_ten_times_a_second() -> None:
+    from carbon_node.measure.power import NVML_UPDATE_INTERVAL_S, plan_power
+
+    plan = plan_power(
+        sim_cpu_tdp_w=None, sim_cpu_util=None, uses_cuda=True, nvml_probe=lambda: True, tdp_table=lambda: ("cpu", 100.0)
+    )
+    assert (plan.source, plan.gpu_source) == ("nvml", "nvml")
+    assert plan.tracker_kwargs["update_interval"] == NVML_UPDATE_INTERVAL_S == 0.1
+    cpu_only = plan_power(
+        sim_cpu_tdp_w=None, sim_cpu_util=None, uses_cuda=False, nvml_probe=lambda: True, tdp_table=lambda: ("cpu", 100.0)
+    )
+    assert "update_interval" not in cpu_only.tracker_kwargs

@@ -37,11 +37,17 @@ def test_window_energy_is_simulated_power_times_window_times_pue(tmp_path: Path)
     assert result.pue == 1.58
 
 
-def test_every_forward_pass_in_the_window_is_counted(tmp_path: Path) -> None:
+def test_every_forward_pass_in_the_window_is_counted_and_the_warm_up_pass_is_not(tmp_path: Path) -> None:
     forward = CountingForward()
     result = run_window(forward, window_s=WINDOW_S, scratch_dir=tmp_path, plan=simulated())
-    assert result.forward_passes == forward.calls > 0
+    assert result.forward_passes == forward.calls - 1 > 0
     assert result.window_s >= WINDOW_S
+
+
+def test_without_warm_up_every_call_is_in_the_window(tmp_path: Path) -> None:
+    forward = CountingForward()
+    result = run_window(forward, window_s=WINDOW_S, scratch_dir=tmp_path, plan=simulated(), warmup_passes=0)
+    assert result.forward_passes == forward.calls > 0
 
 
 def test_the_window_reports_components_and_carbontracker_version(tmp_path: Path) -> None:
