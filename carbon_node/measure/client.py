@@ -135,9 +135,7 @@ class WorkerMeasurer:
         self.measure_cache_ttl_s = measure_cache_ttl_s
         self.start_timeout_s = start_timeout_s
         self._clock = clock
-        self._config = WorkerConfig(
-            Path(scratch_dir), model_cache_max_models, model_cache_max_mb, hub_cache_dir=hub_cache_dir
-        )
+        self._config = WorkerConfig(Path(scratch_dir), model_cache_max_models, model_cache_max_mb, hub_cache_dir=hub_cache_dir)
         self._lock = threading.Lock()  # one measurement at a time
         self._state = threading.Lock()  # guards the worker handle and the flags below
         self._worker: _Worker | None = None

@@ -178,7 +178,8 @@ def run_window(
     """Run ``forward`` repeatedly for ``window_s`` seconds inside one carbontracker epoch.
 
     ``warmup_passes`` run before the epoch starts and are not counted. ``synchronize`` (e.g.
-    ``torch.cuda.synchronize``) is called at both window edges so queued GPU work is inside the window. Raises :class:`MeasureError` when carbontracker reports no energy.
+    ``torch.cuda.synchronize``) is called at both window edges so queued GPU work is inside the window.
+    Raises :class:`MeasureError` when carbontracker reports no energy.
     """
     if window_s <= 0:
         raise MeasureError(f"window_s must be positive, got {window_s}")

@@ -285,12 +285,11 @@ def _warm_up(config: WorkerConfig) -> Ready:
     started = time.perf_counter()
     offline = ensure_offline_flag(config.hub_probe_timeout_s)
     import torch
+    from huggingface_hub import constants as hub_constants
 
     import carbon_node.measure.models
     import carbon_node.measure.power
     import carbon_node.measure.tracker  # noqa: F401 - imported for the warm-up
-
-    from huggingface_hub import constants as hub_constants
 
     versions = {name: importlib.metadata.version(name) for name in ("torch", "transformers", "carbontracker")}
     return Ready(
