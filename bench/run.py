@@ -31,6 +31,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from client import BenchClient  # noqa: E402
 
 from carbon_node.bus.types import Status  # noqa: E402
+from carbon_node.measure.tiny import build_tiny_onnx  # noqa: E402
 
 LOOPBACK_CYCLONE_XML = (
     '<CycloneDDS><Domain Id="any"><General><Interfaces>'
@@ -67,20 +68,6 @@ def build_tiny_model(directory: Path) -> Path:
     return directory
 
 
-def build_tiny_onnx(path: Path) -> Path:
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-    )
-    onnx.save(helper.make_model(graph), str(path))
-    return path
-
-
 def seconds_per_pass(model_dir: Path, duration_s: float = 1.0) -> float:
     """Wall seconds of one forward pass of the model built from its config, with upstream's dummy input."""
     import torch
@@ -111,6 +98,19 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def worker_rss_mb(node_pid: int) -> float:
+    """RSS of the node's measurement worker(s), without multiprocessing's helper processes; NaN if none."""
+    workers = [p for p in children(node_pid) if not any(h in cmdline(p) for h in ("resource_tracker", "forkserver"))]
+    return sum(rss_mb(p) for p in workers) if workers else float("nan")
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def children(pid: int) -> list[int]:
@@ -250,25 +250,24 @@ class Bench:
         first_model = self.tiny()
         first_problem = self.problem()
         self.client.publish(first_problem, model=first_model, latency=1e-6, power_w=10.0)
-        with self.node(kind) as node:
+        # The worker keeps up to 5 models, so that "5 cached models" below is exactly that.
+        with self.node(kind, CARBON_NODE_MODEL_CACHE_MAX_MODELS="5") as node:
             self.client.wait_outputs([(first_problem, 1)], 120)
             answers = self.client.answers(first_problem)
             self.record("start_to_first_answer_s", kind, answers[0].received_s - node.spawned_s if answers else float("nan"))
             self.client.forget(first_problem)
             self.client.wait_matched(10)
+            self.record("worker_rss_1_model_mb", kind, worker_rss_mb(node.process.pid))
 
             firsts = [self.round_trip(self.tiny())[0] for _ in range(repeats)]
             self.record("rtt_first_seen_tiny_s", kind, statistics.median(firsts))
-            workers = children(node.process.pid)
-            self.record("worker_rss_1_model_mb", kind, sum(rss_mb(p) for p in workers) if workers else float("nan"))
             model = self.tiny()
             self.round_trip(model)
             repeated = [self.round_trip(model)[0] for _ in range(repeats)]
             self.record("rtt_repeated_tiny_cache_s", kind, statistics.median(repeated))
-            for _ in range(3):
-                self.round_trip(self.tiny())
-            workers = children(node.process.pid)
-            self.record("worker_rss_5_models_mb", kind, sum(rss_mb(p) for p in workers) if workers else float("nan"))
+            for _ in range(max(0, 4 - repeats)):
+                self.round_trip(self.tiny())  # at least 5 distinct models seen: the cache is full
+            self.record("worker_rss_5_models_mb", kind, worker_rss_mb(node.process.pid))
 
             real = str(minilm_dir())
             self.record("rtt_real_model_first_s", kind, self.round_trip(real)[0])
@@ -336,9 +335,9 @@ ROWS: list[tuple[str, str, str, Target | None]] = [
     ("rtt_real_model_repeated_s", "Round trip, MiniLM-L6 (22M), repeated, cache on (s)", "", None),
     ("start_to_idle_s", "Process start to NODE_IDLE received (s)", "<= 1.0", lambda v: v <= 1.0),
     ("start_to_first_answer_s", "Process start to first answered task (tiny model) (s)", "", None),
-    ("no_model_tasks_per_s", "NO_MODEL throughput, 1000 tasks, 400 in flight (tasks/s)", ">= 1000", lambda v: v >= 1000),
+    ("no_model_tasks_per_s", "NO_MODEL throughput, 1000 tasks, 400 in flight (answered/s)", ">= 1000", lambda v: v >= 1000),
     ("no_model_lost_of_1000", "NO_MODEL tasks lost of 1000", "0", lambda v: v == 0),
-    ("onnx_tasks_per_s", "ONNX-path throughput, 1000 tasks, 400 in flight (tasks/s)", ">= 1000", lambda v: v >= 1000),
+    ("onnx_tasks_per_s", "ONNX-path throughput, 1000 tasks, 400 in flight (answered/s)", ">= 1000", lambda v: v >= 1000),
     ("onnx_lost_of_1000", "ONNX-path tasks lost of 1000", "0", lambda v: v == 0),
     ("node_rss_idle_mb", "Node RSS, idle (MiB)", "<= 150", lambda v: v <= 150),
     ("node_rss_after_tasks_mb", "Node RSS after ~2000 tasks (MiB)", "", None),
@@ -370,7 +369,9 @@ def render(results: dict[str, dict[str, Any]], quick: bool, elapsed_s: float) ->
         " (timed by the benchmark with the same model and upstream's dummy input). The baseline is given the"
         " true per-pass latency in hours (the unit it assumes), its most favourable input. carbon-node reports"
         " its measured per-inference energy (window energy / forward passes). NaN: not applicable or not"
-        " obtained (the baseline has no long-lived worker). Medians over repeats.",
+        " obtained (the baseline has no long-lived worker). Medians over repeats. Throughput counts answered"
+        " tasks up to the last answer: upstream's output writer keeps every task instance (max_instances 500)"
+        " and stops answering once 500 are held, so its rate covers the tasks it answered before that.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -24,7 +24,7 @@ from carbon_node.bus.config_service import describe_responder
 from carbon_node.bus.cyclone import BusError
 from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output, fail_safely
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
-from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput
+from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
 
 __all__ = ["Bus", "BusFactory", "BusKind", "UpstreamRuntime", "make_bus", "upstream_available", "wire_from_accessors"]
 
@@ -103,6 +103,16 @@ def make_bus(kind: str = "auto") -> BusFactory:
     if kind == "cyclone":
         return NodeRuntime
     raise BusError(f"unknown bus {kind!r}: expected auto, cyclone or sustainml")
+
+
+def _write_co2(co2: Any, node_status: Any, output: TaskOutput) -> None:
+    """Fill upstream's output and status accessors from ``output``."""
+    co2.carbon_footprint(float(output.carbon_g))
+    co2.energy_consumption(float(output.energy_kwh))
+    co2.carbon_intensity(float(output.grid_ci_g_per_kwh))
+    co2.extra_data(output.extra_data_bytes())
+    if output.node_error:
+        node_status.node_status(Status.NODE_ERROR.value)
 
 
 def _read(accessor: Any, name: str) -> Any:
@@ -200,21 +210,19 @@ class UpstreamRuntime:
         started = time.monotonic()
         with self._lock:
             self._in_flight += 1
+        inputs = TaskInputs(task_id=TaskId(0, 0))
+        written = False
         try:
             ml = wire_from_accessors(ml_model, MLModelImpl)
-            inputs = TaskInputs(
-                task_id=TaskId(ml.task_id.problem_id, ml.task_id.iteration_id),
-                ml_model=ml,
+            inputs = TaskInputs(task_id=TaskId(ml.task_id.problem_id, ml.task_id.iteration_id), ml_model=ml)
+            inputs = dataclasses.replace(
+                inputs,
                 user_input=wire_from_accessors(user_input, UserInputImpl),
                 hw=wire_from_accessors(hw, HWResourceImpl),
             )
             output, replay = self._compute(inputs)
-            co2.carbon_footprint(float(output.carbon_g))
-            co2.energy_consumption(float(output.energy_kwh))
-            co2.carbon_intensity(float(output.grid_ci_g_per_kwh))
-            co2.extra_data(output.extra_data_bytes())
-            if output.node_error:
-                node_status.node_status(Status.NODE_ERROR.value)
+            _write_co2(co2, node_status, output)
+            written = True
             total_s = time.monotonic() - started
             output = dataclasses.replace(output, timings={**output.timings, "queue_s": 0.0, "total_s": total_s})
             with self._lock:
@@ -233,8 +241,14 @@ class UpstreamRuntime:
                     self._on_output(output)
                 except Exception:
                     log.exception("on_output_failed", task_id=str(inputs.task_id))
-        except Exception:  # an exception escaping here would kill upstream's worker thread
-            log.exception("upstream_callback_failed")
+        except Exception as exc:  # an exception escaping here would kill upstream's worker thread
+            log.exception("upstream_callback_failed", task_id=str(inputs.task_id))
+            if not written:
+                # Upstream publishes ``co2`` whatever happens: never let it go out with empty extra_data.
+                try:
+                    _write_co2(co2, node_status, error_output(inputs, f"internal error: {type(exc).__name__}: {exc}"))
+                except Exception:
+                    log.exception("upstream_error_output_failed", task_id=str(inputs.task_id))
         finally:
             with self._changed:
                 self._in_flight -= 1

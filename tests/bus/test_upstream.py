@@ -160,3 +160,18 @@ def test_describe_is_served_through_the_upstream_service_callback(fake_upstream:
 def test_stop_terminates_the_spinning_upstream_node(fake_upstream: ModuleType) -> None:
     runtime, _ = start_upstream(EchoHandler(), fake_upstream)
     assert runtime.stop(5.0) is True
+
+
+def test_an_unreadable_upstream_input_still_gets_a_valid_error_output(fake_upstream: ModuleType) -> None:
+    class BrokenHW(fake_upstream.Accessors):  # type: ignore[name-defined,misc]
+        def latency(self) -> float:
+            raise RuntimeError("SWIG read failed")
+
+    runtime, node = start_upstream(EchoHandler(), fake_upstream)
+    ml, user, _ = accessor_task(fake_upstream, "gpt2")
+    hw = BrokenHW(power_consumption=1.0, hw_description="x", extra_data=[], task_id=fake_upstream.task_id(5, 2))
+    _, co2 = node.deliver(ml, user, hw)
+    data = json.loads(bytes(co2.get("extra_data")))
+    assert data["mode"] == "error" and "SWIG read failed" in data["error"]
+    assert data["num_outputs"] >= 1 and data["model_restrains"] == ["gpt2"]
+    runtime.stop(5.0)
