@@ -33,6 +33,7 @@ __all__ = [
     "encode_extra_data",
     "error_output",
     "make_inputs",
+    "version",
 ]
 
 NO_MODEL = "NO_MODEL"
@@ -264,3 +265,13 @@ def make_inputs(
         ),
         hw=HWResourceImpl(power_consumption=power, latency=latency, task_id=wire_id),
     )
+
+
+def version() -> str:
+    """The installed carbon-node version (``0+unknown`` when run from a tree that is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("carbon-node")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"

@@ -17,10 +17,9 @@ import os
 import sys
 import typing
 from collections.abc import Iterable, Sequence
-from importlib import metadata
 from typing import Any
 
-from carbon_node.core import CarbonNodeError
+from carbon_node.core import CarbonNodeError, version
 from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name, load_settings
 
 __all__ = ["build_parser", "main", "version"]
@@ -32,14 +31,6 @@ SECRET_FIELDS = frozenset({"electricitymaps_api_key"})
 """Settings never taken from the command line (other users can read a process's arguments)."""
 
 LOG_FIELDS = ("log_format", "log_level")
-
-
-def version() -> str:
-    """The installed package version (``0+unknown`` when run from a tree that is not installed)."""
-    try:
-        return metadata.version("carbon-node")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 def flag_name(field_name: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from carbon_node.core import CarbonNodeError, Journal, TaskOutput
+from carbon_node.core import CarbonNodeError, Journal, TaskOutput, version
 from carbon_node.measure.protocol import Measurement, MeasureSpec
 from carbon_node.service.metrics import NodeMetrics
 from carbon_node.service.settings import Settings
@@ -129,7 +129,7 @@ class Daemon:
             input_timeout_s=s.input_timeout_s,
             max_pending=s.max_pending_tasks,
             journal=self.journal,
-            describe=self._describe,
+            describe=self.describe,
             on_output=self._on_output,
         )
         # Metrics first: a port clash fails start-up before the bus announces the node, and a client
@@ -149,9 +149,15 @@ class Daemon:
 
         return SqliteJournal(s.state_dir / "journal.sqlite3", max_tasks=s.journal_max_tasks, retention_s=s.journal_retention_s)
 
-    def _describe(self) -> dict[str, Any]:
-        """What the node tells about itself (settings with secrets masked)."""
-        return {"settings": self.settings.public_dict()}
+    def describe(self) -> dict[str, Any]:
+        """What the node tells a ``{"command": "describe"}`` request: version, bus, effective settings
+        (secrets masked)."""
+        return {
+            "node": "CARBON_FOOTPRINT_NODE",
+            "version": version(),
+            "bus": self.settings.bus,
+            "settings": self.settings.public_dict(),
+        }
 
     def _on_output(self, output: TaskOutput) -> None:
         # The runtime writes the one log line per task; this hook only feeds the metrics.

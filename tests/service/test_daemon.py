@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, Status, UserInputImpl
-from carbon_node.core import TaskId, decode_extra_data
+from carbon_node.core import TaskId, decode_extra_data, version
 
 HEAVY = ("torch", "transformers", "carbontracker")
 IDLE_TIMEOUT_S = 30.0
@@ -92,6 +93,23 @@ def test_sigterm_publishes_terminating_and_exits_0(tmp_path: Path, dds_domain: i
         orchestrator.wait_status(Status.NODE_TERMINATING, 10.0, after=idle + 1)
 
 
+def test_a_running_node_describes_its_version_and_effective_settings(
+    tmp_path: Path, dds_domain: int, node_cleanup: list
+) -> None:
+    with Orchestrator(dds_domain) as orchestrator:
+        node = start_node(tmp_path, env={"CT_TARGET_SECONDS": "2.5"})
+        node_cleanup.append(node)
+        orchestrator.wait_status(Status.NODE_IDLE, IDLE_TIMEOUT_S)
+        response = orchestrator.request_configuration('{"command": "describe"}', transaction_id=7, timeout_s=10.0)
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(EXIT_TIMEOUT_S) == 0
+    described = json.loads(response.configuration)
+    assert response.success
+    assert described["node"] == "CARBON_FOOTPRINT_NODE"
+    assert described["version"] == version() != "0+unknown"
+    assert described["settings"]["window_s"] == 2.5
+
+
 def test_sigint_stops_the_node_gracefully_too(tmp_path: Path, dds_domain: int, node_cleanup: list) -> None:
     with Orchestrator(dds_domain) as orchestrator:
         node = start_node(tmp_path)
@@ -164,8 +182,14 @@ def test_metrics_are_served_by_a_running_node(tmp_path: Path, dds_domain: int, n
         orchestrator.wait_status(Status.NODE_IDLE, IDLE_TIMEOUT_S)
         orchestrator.publish_task(TaskId(43, 1), MLModelImpl(model="NO_MODEL"), HWResourceImpl(), UserInputImpl())
         orchestrator.wait_output(TaskId(43, 1), 30.0)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
+        # The output is published before the metrics hook runs: scrape until the task is counted.
+        deadline = time.monotonic() + 10.0
+        while True:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                text = response.read().decode()
+            if 'mode="no_model"} 1.0' in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         node.send_signal(signal.SIGTERM)
         assert node.wait(EXIT_TIMEOUT_S) == 0
     assert 'carbon_node_tasks_total{mode="no_model"} 1.0' in text
