@@ -11,7 +11,7 @@ whatever the user configured instead of replacing it.
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 import structlog
 from cyclonedds.core import Entity, Policy, Qos
@@ -77,8 +77,9 @@ def configure_cyclone(environ: MutableMapping[str, str] | None = None) -> str:
     return merged
 
 
-def domain_id_from_env(environ: MutableMapping[str, str] | None = None, default: int = 0) -> int:
-    """``SUSTAINML_DOMAIN_ID`` as every SustainML node reads it; an unparsable value keeps ``default`` (logged)."""
+def domain_id_from_env(environ: Mapping[str, str] | None = None, default: int = 0) -> int:
+    """``SUSTAINML_DOMAIN_ID`` (empty or unset: ``default``); raises :class:`BusError` naming the variable
+    when it is not an integer from 0 to 232, instead of upstream's silent fallback to the default."""
     env = os.environ if environ is None else environ
     raw = env.get(DOMAIN_ID_ENV, "").strip()
     if not raw:
@@ -86,11 +87,9 @@ def domain_id_from_env(environ: MutableMapping[str, str] | None = None, default:
     try:
         value = int(raw)
     except ValueError:
-        log.error("invalid_domain_id", variable=DOMAIN_ID_ENV, value=raw, using=default)
-        return default
+        value = -1
     if not 0 <= value <= 232:
-        log.error("invalid_domain_id", variable=DOMAIN_ID_ENV, value=raw, using=default)
-        return default
+        raise BusError(f"invalid {DOMAIN_ID_ENV}={raw!r}: expected a DDS domain id from 0 to 232")
     return value
 
 

@@ -282,11 +282,10 @@ def load_settings(
     env_values: dict[str, Any] = {}
     for name in Settings.model_fields:
         key = env_name(name)
-        if key in env:
+        # An empty variable means "not set" (upstream reads an empty SUSTAINML_GRID_CI and
+        # SUSTAINML_DOMAIN_ID so; an EnvironmentFile line "NAME=" does the same).
+        if env.get(key, "").strip():
             env_values[name] = env[key]
-    # Upstream semantics: an empty SUSTAINML_GRID_CI means "not set".
-    if env_values.get("grid_ci_g_per_kwh") == "":
-        del env_values["grid_ci_g_per_kwh"]
 
     flag_values = {k: v for k, v in (flags or {}).items() if v is not None}
     merged: dict[str, Any] = {}

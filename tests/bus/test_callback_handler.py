@@ -94,3 +94,11 @@ def test_the_node_requires_both_callbacks(missing: str) -> None:
     arguments[missing] = None
     with pytest.raises(ValueError, match="expects a"):
         CarbonFootprintNode(**arguments)
+
+
+def test_an_invalid_domain_id_stops_the_node_api_with_an_error_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from carbon_node.bus.cyclone import BusError
+
+    monkeypatch.setenv("SUSTAINML_DOMAIN_ID", "eu-1")
+    with pytest.raises(BusError, match="SUSTAINML_DOMAIN_ID"):
+        CarbonFootprintNode(lambda *a: None, lambda *a: None)

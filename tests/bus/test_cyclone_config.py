@@ -84,6 +84,12 @@ def test_a_broken_user_configuration_is_reported_as_a_bus_error(monkeypatch: pyt
         create_participant(dds_domain)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [("", 0), ("7", 7), ("x", 0), ("-1", 0), ("233", 0), (" 12 ", 12)])
+@pytest.mark.parametrize(("raw", "expected"), [("", 0), ("7", 7), (" 12 ", 12), ("232", 232)])
 def test_the_domain_id_is_read_as_upstream_does(raw: str, expected: int) -> None:
     assert domain_id_from_env({"SUSTAINML_DOMAIN_ID": raw}) == expected
+
+
+@pytest.mark.parametrize("raw", ["x", "-1", "233", "1.5"])
+def test_an_invalid_domain_id_is_an_error_naming_the_variable(raw: str) -> None:
+    with pytest.raises(BusError, match=r"invalid SUSTAINML_DOMAIN_ID=.*0 to 232"):
+        domain_id_from_env({"SUSTAINML_DOMAIN_ID": raw})

@@ -190,3 +190,9 @@ def test_estimate_without_a_model_or_with_two_different_ones_exits_2() -> None:
 def test_send_task_accepts_the_short_domain_and_timeout_spellings() -> None:
     args = build_parser().parse_args(["send-task", "--model", "NO_MODEL", "--domain", "7", "--timeout", "3"])
     assert (args.domain_id, args.timeout_s) == ("7", 3.0)
+
+
+def test_an_empty_variable_counts_as_unset() -> None:
+    rows = config_values(env={"SUSTAINML_DOMAIN_ID": "", "SUSTAINML_GRID_CI": " ", "CT_TARGET_SECONDS": ""})
+    assert (rows["domain_id"]["value"], rows["domain_id"]["source"]) == (0, "default")
+    assert rows["window_s"]["source"] == "default"

@@ -93,9 +93,7 @@ def test_sigterm_publishes_terminating_and_exits_0(tmp_path: Path, dds_domain: i
         orchestrator.wait_status(Status.NODE_TERMINATING, 10.0, after=idle + 1)
 
 
-def test_a_running_node_describes_its_version_and_effective_settings(
-    tmp_path: Path, dds_domain: int, node_cleanup: list
-) -> None:
+def test_a_running_node_describes_its_version_and_effective_settings(tmp_path: Path, dds_domain: int, node_cleanup: list) -> None:
     with Orchestrator(dds_domain) as orchestrator:
         node = start_node(tmp_path, env={"CT_TARGET_SECONDS": "2.5"})
         node_cleanup.append(node)
