@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -84,8 +85,10 @@ def _upstream_factory(
     on_output: Callable[[TaskOutput], None] | None = None,
     fast_workers: int = 2,
 ) -> Bus:
-    # The upstream library reads SUSTAINML_DOMAIN_ID itself and has no input timeout or pending bound.
-    log.info("upstream_bus_options_ignored", domain_id=domain_id, input_timeout_s=input_timeout_s, max_pending=max_pending)
+    # The upstream library reads SUSTAINML_DOMAIN_ID itself (when its node is built): hand it the domain
+    # the settings resolved (flag, file or environment). It has no input timeout or pending bound.
+    os.environ["SUSTAINML_DOMAIN_ID"] = str(domain_id)
+    log.info("upstream_bus_options_ignored", input_timeout_s=input_timeout_s, max_pending=max_pending)
     return UpstreamRuntime(handler, journal=journal, describe=describe, on_output=on_output)
 
 

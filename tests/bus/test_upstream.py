@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,10 +75,13 @@ def start_upstream(handler: EchoHandler, module: ModuleType, **options: Any) -> 
     return runtime, module.CarbonFootprintNode.instances[-1]
 
 
-def test_auto_picks_the_upstream_bindings_when_importable(fake_upstream: ModuleType) -> None:
+def test_auto_picks_the_upstream_bindings_when_importable(fake_upstream: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUSTAINML_DOMAIN_ID", "0")
     assert upstream_available()
-    runtime = make_bus("auto")(EchoHandler(), domain_id=0)
+    runtime = make_bus("auto")(EchoHandler(), domain_id=17)
     assert isinstance(runtime, UpstreamRuntime)
+    # The upstream library reads the domain from the environment: it gets the resolved setting.
+    assert os.environ["SUSTAINML_DOMAIN_ID"] == "17"
 
 
 def test_auto_picks_cyclone_without_the_bindings() -> None:
