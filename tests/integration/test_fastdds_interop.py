@@ -267,10 +267,17 @@ class CycloneStandIn:
 
 
 @pytest.fixture
-def interop_cyclone(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Cyclone on loopback (conftest), unicast discovery and Fast DDS compatibility, for this process and children."""
-    fragments = [os.environ.get("CYCLONEDDS_URI", ""), LOOPBACK_DISCOVERY_XML, IGNORE_TYPE_INFORMATION_XML]
+def interop_discovery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cyclone on loopback (conftest) with unicast discovery, for this process and children: what a user's
+    CYCLONEDDS_URI would add. The node must add the Fast DDS compatibility setting itself."""
+    fragments = [os.environ.get("CYCLONEDDS_URI", ""), LOOPBACK_DISCOVERY_XML]
     monkeypatch.setenv("CYCLONEDDS_URI", ",".join(fragment for fragment in fragments if fragment))
+
+
+@pytest.fixture
+def interop_cyclone(interop_discovery: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the plain Cyclone stand-in (not the node): discovery plus the Fast DDS compatibility setting."""
+    monkeypatch.setenv("CYCLONEDDS_URI", f"{os.environ['CYCLONEDDS_URI']},{IGNORE_TYPE_INFORMATION_XML}")
 
 
 @pytest.fixture
@@ -335,7 +342,7 @@ class _NoMeasurer:
 
 
 @pytest.fixture
-def node_runtime(interop_cyclone: None, dds_domain: int) -> Iterator[NodeRuntime]:
+def node_runtime(interop_discovery: None, dds_domain: int) -> Iterator[NodeRuntime]:
     """The node's runtime and engine in this process (everything but the CLI and the measurement worker)."""
     engine = Engine(load_settings(environ={}).settings, _NoMeasurer())
     runtime = NodeRuntime(engine, domain_id=dds_domain)
@@ -356,7 +363,7 @@ class NodeProcess:
 
 
 @pytest.fixture
-def node_process(interop_cyclone: None, dds_domain: int, tmp_path: Path) -> Iterator[NodeProcess]:
+def node_process(interop_discovery: None, dds_domain: int, tmp_path: Path) -> Iterator[NodeProcess]:
     """``python -m carbon_node run`` as upstream deploys it: the domain comes from SUSTAINML_DOMAIN_ID alone."""
     env = {
         **os.environ,
