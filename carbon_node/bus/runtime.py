@@ -544,6 +544,10 @@ class NodeRuntime:
             carbon_g=output.carbon_g,
             energy_kwh=output.energy_kwh,
             grid_ci_g_per_kwh=output.grid_ci_g_per_kwh,
+            grid_ci_source=output.extra_data.get("grid_ci_source"),
+            power_source=output.extra_data.get("power_source"),
+            cached=output.extra_data.get("cached"),
+            error=output.extra_data.get("error"),
             **{name: round(value, 6) for name, value in timings.items()},
         )
         if self._on_output is not None:

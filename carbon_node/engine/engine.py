@@ -83,8 +83,9 @@ class Engine:
             output = self._tracker(inputs, task)
         timings = {**output.timings, "total_s": self._clock() - started}
         output = dataclasses.replace(output, timings=timings)
-        log.info(
-            "task.answered",
+        # The bus writes the one info line per task (with queue time); this one is for debugging.
+        log.debug(
+            "engine.task_done",
             task_id=str(task.task_id),
             model=task.model,
             mode=output.mode,

@@ -108,6 +108,25 @@ def test_a_running_node_describes_its_version_and_effective_settings(tmp_path: P
     assert described["settings"]["window_s"] == 2.5
 
 
+def test_each_task_gets_one_json_log_line_with_its_id_mode_model_results_and_timings(
+    tmp_path: Path, dds_domain: int, node_cleanup: list
+) -> None:
+    with Orchestrator(dds_domain) as orchestrator:
+        node = start_node(tmp_path)
+        node_cleanup.append(node)
+        orchestrator.wait_status(Status.NODE_IDLE, IDLE_TIMEOUT_S)
+        orchestrator.publish_task(TaskId(44, 2), MLModelImpl(model="NO_MODEL"), HWResourceImpl(), UserInputImpl())
+        orchestrator.wait_output(TaskId(44, 2), 30.0)
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(EXIT_TIMEOUT_S) == 0
+    records = [json.loads(line) for line in (tmp_path / "node.log").read_text().splitlines() if line.startswith("{")]
+    about_task = [r for r in records if r.get("task_id") == "44.2" and r["level"] == "info"]
+    assert len(about_task) == 1, about_task
+    (line,) = about_task
+    assert (line["event"], line["mode"], line["model"]) == ("task_answered", "no_model", "NO_MODEL")
+    assert {"carbon_g", "energy_kwh", "grid_ci_g_per_kwh", "queue_s", "total_s"} <= set(line)
+
+
 def test_sigint_stops_the_node_gracefully_too(tmp_path: Path, dds_domain: int, node_cleanup: list) -> None:
     with Orchestrator(dds_domain) as orchestrator:
         node = start_node(tmp_path)
