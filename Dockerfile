@@ -5,7 +5,9 @@
 #   docker run --rm carbon-node demo                      # the whole loop inside the container
 #
 # Optional upstream stack (Fast DDS 3.4 + SustainML-Library, built from their public sources) so the
-# node can run on the upstream sustainml_py bindings (--bus sustainml); adds ~20 min and ~1 GB:
+# node can run on the upstream sustainml_py bindings (--bus sustainml); adds ~20 min and ~1 GB. The
+# libraries and the Python package go to /opt/sustainml (LD_LIBRARY_PATH, PYTHONPATH below); without
+# the build argument that directory is empty and the node runs on Cyclone DDS:
 #   docker build --build-arg UPSTREAM=1 -t carbon-node:upstream .
 #
 # Energy counters: RAPL (/sys/class/powercap) is root-only since Linux 5.10. Either run
@@ -38,7 +40,7 @@ RUN if [ "$UPSTREAM" = "1" ]; then \
              -DCMAKE_PREFIX_PATH=/opt/sustainml -DBUILD_TESTING=OFF \
            && cmake --build "build/$repo" --parallel "$(nproc)" && cmake --install "build/$repo" || exit 1; \
          done \
-      && pip install --no-cache-dir SustainML-Library/sustainml_py; \
+      && pip install --no-cache-dir --prefix=/opt/sustainml SustainML-Library/sustainml_py; \
     else \
       mkdir -p /opt/sustainml; \
     fi
@@ -53,7 +55,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CARBON_NODE_CACHE_DIR=/var/cache/carbon-node \
     HF_HOME=/var/cache/carbon-node/huggingface \
     CARBON_NODE_LOG_FORMAT=json \
-    LD_LIBRARY_PATH=/opt/sustainml/lib
+    LD_LIBRARY_PATH=/opt/sustainml/lib \
+    PYTHONPATH=/opt/sustainml/lib/python3.11/site-packages
 
 # CPU PyTorch first, from its own index, so that the project's dependencies do not pull a CUDA build.
 RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
