@@ -28,7 +28,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -338,14 +338,20 @@ def fit_inputs(model: Any, inputs: Mapping[str, Any], device: torch.device, dtyp
     return fitted
 
 
-def load_model(spec: MeasureSpec, source: ModelSource) -> LoadedModel:
-    """Load ``source`` for ``spec`` and prove it with one forward pass; raises :class:`ModelRejected`."""
+def load_model(spec: MeasureSpec, source: ModelSource, *, make_room: Callable[[int], None] | None = None) -> LoadedModel:
+    """Load ``source`` for ``spec`` and prove it with one forward pass; raises :class:`ModelRejected`.
+
+    ``make_room`` is called with the estimated size in bytes once the model is accepted, before its
+    weights are loaded (the worker's model cache evicts what the new model replaces).
+    """
     device = pick_device(spec.device)
     dtype = model_dtype(device)
     config = _load_config(source, spec)
     cls = _model_class(config, spec)
     param_bytes = estimate_model_bytes(cls, config, spec, dtype)
     check_size(spec, param_bytes)
+    if make_room is not None:
+        make_room(param_bytes)
 
     notes: list[str] = []
     label, preprocessor = _load_preprocessor(source, config, spec)

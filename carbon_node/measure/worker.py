@@ -33,7 +33,7 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import structlog
 
@@ -93,13 +93,21 @@ class ModelCache(Generic[V]):
     """Least-recently-used cache bounded by entry count and by total size in bytes.
 
     An entry larger than ``max_bytes`` on its own is not kept. ``on_evict`` is called with each
-    value that leaves the cache (to free its memory).
+    value that leaves the cache; ``after_evict`` once the evicted values are no longer referenced by
+    the cache (to return their memory: a collector pass frees nothing while a reference is held).
     """
 
-    def __init__(self, max_entries: int, max_bytes: int, on_evict: Callable[[V], None] | None = None) -> None:
+    def __init__(
+        self,
+        max_entries: int,
+        max_bytes: int,
+        on_evict: Callable[[V], None] | None = None,
+        after_evict: Callable[[], None] | None = None,
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._on_evict = on_evict
+        self._after_evict = after_evict
         self._entries: OrderedDict[Hashable, tuple[V, int]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -124,6 +132,19 @@ class ModelCache(Generic[V]):
         self._entries.move_to_end(key)
         return entry[0]
 
+    def make_room(self, size_bytes: int) -> None:
+        """Evict least-recently-used entries until one more entry of ``size_bytes`` fits both bounds.
+
+        Called before a model is loaded (with its estimated size), so that the new model and the ones
+        it replaces are never in memory together.
+        """
+        evicted = False
+        while self._entries and (len(self._entries) + 1 > self.max_entries or self.total_bytes + size_bytes > self.max_bytes):
+            self._evict_oldest()
+            evicted = True
+        if evicted and self._after_evict is not None:
+            self._after_evict()
+
     def put(self, key: Hashable, value: V, size_bytes: int) -> bool:
         """Keep ``value``, evicting least-recently-used entries to stay within both bounds.
 
@@ -132,9 +153,7 @@ class ModelCache(Generic[V]):
         self.discard(key)
         if self.max_entries <= 0 or size_bytes > self.max_bytes:
             return False
-        while self._entries and (len(self._entries) + 1 > self.max_entries or self.total_bytes + size_bytes > self.max_bytes):
-            _, (old, _) = self._entries.popitem(last=False)
-            self._evicted(old)
+        self.make_room(size_bytes)
         self._entries[key] = (value, size_bytes)
         return True
 
@@ -145,15 +164,18 @@ class ModelCache(Generic[V]):
 
     def clear(self) -> None:
         while self._entries:
-            _, (old, _) = self._entries.popitem(last=False)
-            self._evicted(old)
+            self._evict_oldest()
+
+    def _evict_oldest(self) -> None:
+        _, (old, _) = self._entries.popitem(last=False)
+        self._evicted(old)
 
     def _evicted(self, value: V) -> None:
         if self._on_evict is not None:
             self._on_evict(value)
 
 
-def _free_model(_loaded: Any) -> None:
+def _free_memory() -> None:
     """Return an evicted model's memory (CPU through the collector, GPU through torch's cache)."""
     gc.collect()
     import torch
@@ -168,7 +190,7 @@ class MeasureService:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.models: ModelCache[LoadedModel] = ModelCache(
-            config.model_cache_max_models, int(config.model_cache_max_mb * 2**20), on_evict=_free_model
+            config.model_cache_max_models, int(config.model_cache_max_mb * 2**20), after_evict=_free_memory
         )
 
     def measure(self, spec: MeasureSpec) -> Measurement:
@@ -189,7 +211,7 @@ class MeasureService:
             load_s = 0.0
         else:
             try:
-                loaded = models.load_model(spec, source)
+                loaded = models.load_model(spec, source, make_room=self.models.make_room)
             finally:
                 gc.collect()  # a refused or failed load leaves a large half-built model behind
             load_s = time.perf_counter() - load_started

@@ -49,6 +49,36 @@ def test_evicted_values_are_handed_to_the_evict_callback() -> None:
     assert evicted == ["A"]
 
 
+def test_room_is_made_before_a_model_is_loaded_and_memory_is_freed_once_unreferenced() -> None:
+    import gc
+    import weakref
+
+    class Model:
+        pass
+
+    freed: list[bool] = []
+
+    def after_evict() -> None:
+        gc.collect()
+        freed.append(ref() is None)
+
+    first = Model()
+    ref = weakref.ref(first)
+    cache: ModelCache[Model] = ModelCache(max_entries=5, max_bytes=100, after_evict=after_evict)
+    cache.put("a", first, 60)
+    del first
+    cache.make_room(50)  # a 50-byte model is about to be loaded: "a" must go first
+    assert cache.keys() == []
+    assert freed == [True]  # called once, when the cache no longer held the model
+
+
+def test_evictions_for_a_loading_model_reach_the_service_cache(service: MeasureService, tiny_models: dict[str, str]) -> None:
+    service.measure(spec(tiny_models["text"]))
+    assert len(service.models) == 1
+    service.measure(spec(tiny_models["image"]))
+    assert len(service.models) == 1  # max 1 model: the text model was evicted before the image one loaded
+
+
 @pytest.fixture
 def service(tmp_path: Path) -> MeasureService:
     return MeasureService(WorkerConfig(scratch_dir=tmp_path / "scratch", model_cache_max_models=1))
