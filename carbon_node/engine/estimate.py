@@ -37,9 +37,14 @@ class _Progress:
 
     def measure(self, spec: MeasureSpec) -> Measurement:
         say = self._err
-        print(f"loading model {spec.model} (device {spec.device})...", file=say, flush=True)
+        wait_ready = getattr(self._measurer, "wait_ready", None)
+        if callable(wait_ready):
+            waited = time.monotonic()
+            if wait_ready(self._task_timeout_s):
+                print(f"measurement worker ready ({time.monotonic() - waited:.1f} s)", file=say, flush=True)
         print(
-            f"measuring a {spec.window_s:g} s window of forward passes (at most {self._task_timeout_s:g} s with loading)...",
+            f"loading model {spec.model} (device {spec.device}), then a {spec.window_s:g} s window of forward passes "
+            f"(at most {self._task_timeout_s:g} s)...",
             file=say,
             flush=True,
         )

@@ -109,4 +109,5 @@ def test_the_estimate_command_measures_with_its_own_worker(text_model: str, monk
     assert result["extra_data"]["mode"] == "tracker"
     assert result["extra_data"]["grid_ci_source"] == "offline_table"
     assert result["carbon_intensity"] == pytest.approx(344.13992)
-    assert "loading model" in err.getvalue() and "measuring a 0.3 s window" in err.getvalue()
+    assert "measurement worker ready" in err.getvalue()
+    assert "loading model" in err.getvalue() and "then a 0.3 s window" in err.getvalue()
