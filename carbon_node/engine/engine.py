@@ -124,6 +124,7 @@ class Engine:
             device=s.device,
             unsupported_models=task.unsupported_models,
             trust_remote_code=s.trust_remote_code,
+            model_dirs=s.allowed_model_dirs,
             max_model_mb=s.max_model_mb,
             load_timeout_s=s.model_load_timeout_s,
             sim_cpu_tdp_w=s.sim_cpu_tdp_w,

@@ -28,7 +28,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -126,11 +126,20 @@ def _hub_offline() -> bool:
     return flag or bool(constants.HF_HUB_OFFLINE)
 
 
-def resolve_model_source(model: str, *, timeout_s: float) -> ModelSource:
-    """The local directory of ``model`` (see the module docstring); raises :class:`ModelRejected`."""
+def resolve_model_source(model: str, *, timeout_s: float, allowed_dirs: Sequence[str] = ()) -> ModelSource:
+    """The local directory of ``model`` (see the module docstring); raises :class:`ModelRejected`.
+
+    With ``allowed_dirs``, a local directory must be inside one of them (symbolic links resolved).
+    """
     validate_model_string(model)
     if model.startswith("/"):
         directory = Path(model)
+        if allowed_dirs:
+            real = Path(os.path.realpath(directory))
+            if not any(real.is_relative_to(os.path.realpath(root)) for root in allowed_dirs):
+                raise ModelRejected(
+                    f"model directory {model!r} is outside the allowed model directories (model_dirs: {':'.join(allowed_dirs)})"
+                )
         if not directory.is_dir():
             raise ModelRejected(f"model directory {model!r} does not exist")
         return ModelSource(model, directory, from_hub=False)

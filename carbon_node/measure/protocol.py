@@ -56,6 +56,8 @@ class MeasureSpec:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     unsupported_models: tuple[str, ...] = ()
     trust_remote_code: bool = False
+    model_dirs: tuple[str, ...] = ()
+    """Directories a local model path must be inside (empty: any absolute directory)."""
     max_model_mb: float = 4096.0
     load_timeout_s: float = 10.0
     sim_cpu_tdp_w: float | None = None

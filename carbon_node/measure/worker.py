@@ -202,7 +202,7 @@ class MeasureService:
         from carbon_node.measure.tracker import run_window
 
         load_started = time.perf_counter()
-        source = models.resolve_model_source(spec.model, timeout_s=spec.load_timeout_s)
+        source = models.resolve_model_source(spec.model, timeout_s=spec.load_timeout_s, allowed_dirs=spec.model_dirs)
         key = (str(source.directory), spec.device, spec.trust_remote_code)
         loaded = self.models.get(key)
         notes: list[str] = []

@@ -136,6 +136,11 @@ class Settings(BaseSettings):
     trust_remote_code: bool = _field(
         False, "CARBON_NODE_TRUST_REMOTE_CODE", "allow models that execute code from their repository (off: it runs foreign code)"
     )
+    model_dirs: str = _field(
+        "",
+        "CARBON_NODE_MODEL_DIRS",
+        "colon-separated directories that local model paths must be inside; empty allows any absolute directory",
+    )
     sim_cpu_tdp_w: float | None = _field(
         None, "CARBON_NODE_SIM_CPU_TDP_W", "simulated CPU power in W for carbontracker (tests, demos); unset measures", gt=0
     )
@@ -181,6 +186,11 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @property
+    def allowed_model_dirs(self) -> tuple[str, ...]:
+        """``model_dirs`` as a tuple of directory paths (empty: any directory)."""
+        return tuple(part.strip() for part in self.model_dirs.split(":") if part.strip())
 
     @property
     def simulated_power(self) -> bool:

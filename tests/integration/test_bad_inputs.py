@@ -12,6 +12,7 @@ import json
 import math
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def model_names(outside: Path) -> st.SearchStrategy[str]:
             "../../canary",
             "../../../../../../canary",
             f"{outside}/../{outside.name}/canary",
-            f"{outside}/canary",  # an absolute directory outside: allowed to be named, must not be written
+            f"{outside}/canary",  # an absolute directory outside model_dirs: refused, never read
             "canary; touch pwned",
             "$(touch pwned)",
             "`touch pwned`",
@@ -92,7 +93,7 @@ class ResolvingMeasurer:
     """Resolves the model name as the worker does (raising its ModelRejected), then answers a fixed measurement."""
 
     def measure(self, spec: MeasureSpec) -> Measurement:
-        resolve_model_source(spec.model, timeout_s=1.0)
+        resolve_model_source(spec.model, timeout_s=1.0, allowed_dirs=spec.model_dirs)
         return make_measurement(model=spec.model)
 
 
@@ -127,6 +128,8 @@ def node(tmp_path: Path, dds_domain: int, monkeypatch: pytest.MonkeyPatch) -> It
             "CARBON_NODE_CACHE_DIR": str(tmp_path / "cache"),
             "SUSTAINML_GRID_CI": "400",
             "CARBON_NODE_SIM_CPU_TDP_W": "10",
+            # Local models only from here: a peer cannot make the node read another directory.
+            "CARBON_NODE_MODEL_DIRS": str(tmp_path / "models"),
         }
     )
     runtime = NodeRuntime(
@@ -143,6 +146,8 @@ def node(tmp_path: Path, dds_domain: int, monkeypatch: pytest.MonkeyPatch) -> It
 
 _audit = OpenAudit("canary")
 _problem_ids = iter(range(1, 10**9))
+_sent: dict[int, int] = {}
+"""Tasks sent per orchestrator (by id): every earlier task must by now have exactly one output."""
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, float]]:
@@ -186,6 +191,9 @@ def test_every_bad_input_gets_exactly_one_well_formed_output_and_touches_nothing
     finally:
         _audit.active = False
     orchestrator.release_task(task_id)
+    _sent[id(orchestrator)] = _sent.get(id(orchestrator), 0) + 1
+    # One output per task so far: a late second answer to an earlier example would show here.
+    assert orchestrator.output_count() == _sent[id(orchestrator)] == len(orchestrator.outputs())
 
     extra = json.loads(bytes(output.extra_data).decode("utf-8"))
     assert isinstance(extra, dict)
@@ -214,5 +222,6 @@ def test_each_task_was_answered_exactly_once(node: tuple[Orchestrator, Path]) ->
             UserInputImpl(extra_data=list(b"\xff{"), task_id=key),
         )
     orchestrator.wait_outputs(50, timeout_s=30)
+    time.sleep(1.0)  # room for a wrong second answer to arrive
     assert orchestrator.output_count() == 50
     assert set(orchestrator.outputs()) == set(ids)

@@ -121,3 +121,16 @@ def test_implausible_model_strings_are_refused_before_touching_files(model: str)
 @pytest.mark.parametrize("model", ["bert-base-uncased", "google/vit-base-patch16-224", "org_1/model.v2-small", "/srv/models/x"])
 def test_hub_ids_and_absolute_paths_are_accepted_as_strings(model: str) -> None:
     validate_model_string(model)
+
+
+def test_with_model_dirs_a_local_model_outside_them_is_refused(tmp_path: Path) -> None:
+    allowed, outside = tmp_path / "models", tmp_path / "elsewhere"
+    (allowed / "m").mkdir(parents=True)
+    (outside / "m").mkdir(parents=True)
+    (allowed / "link").symlink_to(outside / "m")
+    assert resolve_model_source(str(allowed / "m"), timeout_s=1.0, allowed_dirs=(str(allowed),)).directory == allowed / "m"
+    for sneaky in (outside / "m", allowed / "link"):
+        with pytest.raises(ModelRejected, match="outside the allowed model directories"):
+            resolve_model_source(str(sneaky), timeout_s=1.0, allowed_dirs=(str(allowed),))
+    # Without the setting any absolute directory is accepted (upstream behaviour).
+    assert resolve_model_source(str(outside / "m"), timeout_s=1.0).directory == outside / "m"
