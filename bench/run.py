@@ -42,6 +42,7 @@ WINDOW_S = 1.0
 SIM_TDP_W = 40.0
 PUE = 1.58  # carbontracker 2.4's PUE (constants.PUE_2023), applied to simulated power as well
 GRID_CI = 475.0
+DOMAIN_FIRST, DOMAIN_SPAN = 150, 80  # private DDS domains 150-229 (Cyclone's port mapping ends at 232)
 
 
 # -- models --------------------------------------------------------------------------------------------
@@ -134,14 +135,30 @@ class Bench:
     def __init__(self, quick: bool, work: Path) -> None:
         self.quick = quick
         self.work = work
-        self.domain = 150 + os.getpid() % 60
+        self._domains = 0
+        self.domain = 0
         os.environ["CYCLONEDDS_URI"] = LOOPBACK_CYCLONE_XML
         os.environ["HF_HUB_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        self.client = BenchClient(self.domain)
+        self.client = self.new_client()
         self.next_problem = 1
         self.tiny_count = 0
         self.results: dict[str, dict[str, Any]] = {}
+
+    def new_client(self) -> BenchClient:
+        """Close the client and open a new one on a DDS domain no earlier phase used.
+
+        Phases must not see each other: on a shared domain the client's writers keep replaying
+        (TRANSIENT_LOCAL) the inputs of tasks an earlier node never answered, a killed node's readers stay
+        matched until their lease ends (and hold back the client's history for them), and a node that keeps
+        500 task instances, as upstream does, is full before the first new task arrives.
+        """
+        if getattr(self, "client", None) is not None:
+            self.client.close()
+        self._domains += 1
+        self.domain = DOMAIN_FIRST + (os.getpid() + self._domains) % DOMAIN_SPAN
+        self.client = BenchClient(self.domain)
+        return self.client
 
     def problem(self) -> int:
         self.next_problem += 1
@@ -172,7 +189,11 @@ class Bench:
         return env
 
     @contextmanager
-    def node(self, kind: str, **extra: str) -> Iterator[Node]:
+    def node(self, kind: str, fresh_domain: bool = True, **extra: str) -> Iterator[Node]:
+        """Run one node process for one phase, on a new domain with a new client unless ``fresh_domain`` is
+        False (the caller opened them with :meth:`new_client` and published before the node started)."""
+        if fresh_domain:
+            self.new_client()
         command = (
             [sys.executable, "-m", "carbon_node", "run"]
             if kind == "carbon-node"
@@ -191,7 +212,6 @@ class Bench:
                 process.kill()
                 process.wait(timeout=10)
             log.close()
-            self.client.wait_status(Status.NODE_INACTIVE, time.perf_counter(), 0.5)  # let discovery settle
 
     def round_trip(self, model: str, timeout_s: float = 120.0, latency: float = 1e-6, **kw: Any) -> tuple[float, Any]:
         problem = self.problem()
@@ -203,9 +223,15 @@ class Bench:
 
     def throughput(self, count: int, in_flight: int = 400, **kw: Any) -> tuple[float, int]:
         """Publish ``count`` tasks, at most ``in_flight`` unanswered at once (the task topics hold 500
-        instances, upstream QoS), releasing each answered task; (tasks per second to the last answer, tasks lost)."""
+        instances, upstream QoS), releasing each answered task.
+
+        Returns (answered tasks per second, from the first publication to the last answer; tasks lost).
+        Publishing stops when the oldest unanswered task gets no answer in 10 s: the tasks unanswered
+        then, and those not yet published, are lost.
+        """
         problems = [self.problem() for _ in range(count)]
         pending: list[int] = []
+        published: list[int] = []
         released: set[int] = set()
         started = time.perf_counter()
         deadline = time.monotonic() + 120.0
@@ -215,6 +241,7 @@ class Bench:
                 problem = queue.pop(0)
                 self.client.publish(problem, **kw)
                 pending.append(problem)
+                published.append(problem)
             done = [p for p in pending if self.client.answers(p)]
             for problem in done:
                 self.client.forget(problem)
@@ -225,7 +252,7 @@ class Bench:
         answered = [self.client.answers(p) for p in problems]
         last = max((a[0].received_s for a in answered if a), default=started)
         lost = sum(1 for a in answered if not a)
-        for problem in problems:
+        for problem in published:
             if problem not in released:
                 self.client.forget(problem)
         return (count - lost) / max(last - started, 1e-9), lost

@@ -6,6 +6,7 @@ import itertools
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -27,6 +28,14 @@ def next_domain() -> int:
     """A DDS domain id (1-230) that no other test of this run uses."""
     base = (os.getpid() * 37) % 200
     return 1 + (base + next(_domains)) % 230
+
+
+def missing_tool(reason: str) -> NoReturn:
+    """Skip a test whose external tool is absent, or fail it where CI installed the tools
+    (``CARBON_NODE_TESTS_REQUIRE_TOOLS=1``, set by ``.ci/run``): a silent skip there would hide a gap."""
+    if os.environ.get("CARBON_NODE_TESTS_REQUIRE_TOOLS") == "1":
+        pytest.fail(f"{reason} (CARBON_NODE_TESTS_REQUIRE_TOOLS=1: CI must have it)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)

@@ -46,6 +46,7 @@ from carbon_node.core import NO_MODEL, base_extra_data, decode_extra_data, encod
 from carbon_node.engine.engine import Engine
 from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec
 from carbon_node.service.settings import load_settings
+from tests.conftest import missing_tool
 
 pytestmark = pytest.mark.interop
 
@@ -115,9 +116,9 @@ class PeerRun:
 def _build_peer() -> Path:
     """Configure and build the peer (incremental), under a lock so that concurrent sessions do not collide."""
     if shutil.which("cmake") is None:
-        pytest.skip("cmake is not installed (needed to build the Fast DDS interop peer)")
+        missing_tool("cmake is not installed (needed to build the Fast DDS interop peer)")
     if shutil.which("fastddsgen") is None:
-        pytest.skip("fastddsgen is not installed (Debian package fastddsgen)")
+        missing_tool("fastddsgen is not installed (Debian package fastddsgen)")
     PEER_BUILD_DIR.mkdir(exist_ok=True)
     with open(PEER_BUILD_DIR / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -131,7 +132,7 @@ def _build_peer() -> Path:
         if configure.returncode != 0:
             output = configure.stdout + configure.stderr
             if any(marker in output for marker in _MISSING_PACKAGE_MARKERS):
-                pytest.skip("Fast DDS development packages are missing (libfastrtps-dev, libfastcdr-dev)")
+                missing_tool("Fast DDS development packages are missing (libfastrtps-dev, libfastcdr-dev)")
             pytest.fail(f"cmake configure of the Fast DDS peer failed:\n{output}")
         build = subprocess.run(
             ["cmake", "--build", str(PEER_BUILD_DIR), "--parallel", "2"],

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing_tool
+
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "systemd" / "carbon-node.service"
 DOCKERFILE = REPO / "Dockerfile"
@@ -31,7 +33,7 @@ def unit_here(tmp_path: Path) -> Path:
 def systemd_analyze() -> str:
     tool = shutil.which("systemd-analyze")
     if tool is None:
-        pytest.skip("systemd-analyze is not installed (Debian package systemd; .ci/run installs it)")
+        missing_tool("systemd-analyze is not installed (Debian package systemd; .ci/run installs it)")
     return tool
 
 
