@@ -6,7 +6,7 @@ statuses it received from ``CARBON_FOOTPRINT_NODE``. It exits non-zero when no o
 timeout, which the negative controls below check, so the positive tests cannot pass vacuously.
 
 The peer is built once per session with cmake; the tests skip only when ``fastddsgen``, cmake or the Fast DDS
-development packages (``libfastrtps-dev``, ``libfastcdr-dev``) are missing.
+development packages (``libfastrtps-dev``, ``libfastcdr-dev``) are missing, and fail then under ``.ci/run``.
 """
 
 from __future__ import annotations
