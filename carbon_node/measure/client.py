@@ -249,11 +249,19 @@ class WorkerMeasurer:
         deadline = time.monotonic() + self.task_timeout_s
         try:
             if worker.ready is None:
-                start_wait_s = min(self.start_timeout_s, self.task_timeout_s)
-                worker.receive(start_wait_s)
-                if worker.ready is None:
+                start_deadline = worker.started + self.start_timeout_s
+                worker.receive(max(0.0, min(start_deadline, deadline) - time.monotonic()))
+                if worker.ready is None and time.monotonic() >= start_deadline:
                     self._replace(worker, "start timeout")
-                    raise MeasureTimeout(f"the measurement worker did not start within {start_wait_s:g} s; it was replaced")
+                    raise MeasureTimeout(
+                        f"the measurement worker did not start within {self.start_timeout_s:g} s; it was replaced"
+                    )
+                if worker.ready is None:
+                    # Still within its start-up allowance: it keeps warming up for the next task.
+                    raise MeasureTimeout(
+                        f"the measurement of {spec.model!r} exceeded its time limit of {self.task_timeout_s:g} s "
+                        "(task_timeout_s) while the measurement worker was still starting"
+                    )
             self._request_id += 1
             request_id = self._request_id
             worker.conn.send(("measure", request_id, spec))

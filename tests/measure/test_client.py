@@ -221,3 +221,15 @@ def test_the_worker_caches_hub_models_in_the_configured_directory(tmp_path: Path
         assert ready is not None
         assert Path(ready.hub_cache).is_relative_to(tmp_path / "hf")
     assert "HF_HOME" not in os.environ  # set in the worker only
+
+
+def test_a_task_that_times_out_while_the_worker_starts_leaves_the_worker_starting(
+    tmp_path: Path, tiny_models: dict[str, str]
+) -> None:
+    with WorkerMeasurer(scratch_dir=tmp_path / "scratch", task_timeout_s=0.05) as measurer:
+        measurer.start()
+        pid = measurer.worker_pid
+        with pytest.raises(MeasureTimeout, match="while the measurement worker was still starting"):
+            measurer.measure(simulated(tiny_models["text"]))
+        assert measurer.wait_ready(WORKER_READY_TIMEOUT_S)
+        assert measurer.worker_pid == pid  # not replaced: a short task limit cannot starve the worker
