@@ -180,12 +180,15 @@ class BenchClient:
     def forget(self, problem_id: int, iteration_id: int = 1) -> None:
         """Unregister a task's input instances, as a client that no longer needs them replayed."""
         task_id = TaskIdImpl(problem_id, iteration_id)
-        for writer, sample in (
-            (self._ml, MLModelImpl(task_id=task_id)),
-            (self._hw, HWResourceImpl(task_id=task_id)),
-            (self._ui, UserInputImpl(task_id=task_id)),
-        ):
-            writer.unregister_instance(sample)
+        self._ml.unregister_instance(MLModelImpl(task_id=task_id))
+        self._hw.unregister_instance(HWResourceImpl(task_id=task_id))
+        self._ui.unregister_instance(UserInputImpl(task_id=task_id))
+
+    def answered(self, problem_ids: Iterable[int], iteration_id: int = 1) -> list[int]:
+        """The problems among ``problem_ids`` that have an output (one lock round for all of them)."""
+        with self._cond:
+            outputs = self.observed.outputs
+            return [p for p in problem_ids if (p, iteration_id) in outputs]
 
     def answers(self, problem_id: int, iteration_id: int = 1) -> list[Answer]:
         with self._cond:

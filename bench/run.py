@@ -3,7 +3,7 @@
 Both nodes run as separate processes on a private DDS domain on loopback and are driven by the same
 client (``bench/client.py``) with the same tasks; every figure of a row is measured in this run. The
 baseline (``bench/upstream_baseline.py``) reproduces the upstream node's behaviour. Prints a markdown
-table (value of each node, baseline / carbon-node ratio, target, pass/miss) and writes it to ``--out``.
+table (value of each node, carbon-node's advantage (> 1: carbon-node better), target, pass/miss) and writes it to ``--out``.
 
 Times are wall-clock seconds of the client (publish of the first input to receipt of the output). Not
 for CI: it takes minutes and its figures depend on the machine's load.
@@ -42,6 +42,7 @@ WINDOW_S = 1.0
 SIM_TDP_W = 40.0
 PUE = 1.58  # carbontracker 2.4's PUE (constants.PUE_2023), applied to simulated power as well
 GRID_CI = 475.0
+THROUGHPUT_TASKS = 1000
 DOMAIN_FIRST, DOMAIN_SPAN = 150, 80  # private DDS domains 150-229 (Cyclone's port mapping ends at 232)
 
 
@@ -189,7 +190,7 @@ class Bench:
         return env
 
     @contextmanager
-    def node(self, kind: str, fresh_domain: bool = True, **extra: str) -> Iterator[Node]:
+    def node(self, kind: str, *, fresh_domain: bool = True, **extra: str) -> Iterator[Node]:
         """Run one node process for one phase, on a new domain with a new client unless ``fresh_domain`` is
         False (the caller opened them with :meth:`new_client` and published before the node started)."""
         if fresh_domain:
@@ -242,7 +243,7 @@ class Bench:
                 self.client.publish(problem, **kw)
                 pending.append(problem)
                 published.append(problem)
-            done = [p for p in pending if self.client.answers(p)]
+            done = self.client.answered(pending)
             for problem in done:
                 self.client.forget(problem)
                 released.add(problem)
@@ -265,7 +266,6 @@ class Bench:
 
     def run_kind(self, kind: str) -> None:
         repeats = 3 if self.quick else 10
-        throughput_tasks = 1000
         print(f"[{kind}] start-up", flush=True)
         with self.node(kind) as node:
             idle = self.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
@@ -273,12 +273,12 @@ class Bench:
             time.sleep(1.0)
             self.record("node_rss_idle_mb", kind, rss_mb(node.process.pid))
 
-        print(f"[{kind}] first task, round trips, throughput, memory", flush=True)
+        print(f"[{kind}] first task, round trips, memory", flush=True)
         first_model = self.tiny()
         first_problem = self.problem()
-        self.client.publish(first_problem, model=first_model, latency=1e-6, power_w=10.0)
+        self.new_client().publish(first_problem, model=first_model, latency=1e-6, power_w=10.0)
         # The worker keeps up to 5 models, so that "5 cached models" below is exactly that.
-        with self.node(kind, CARBON_NODE_MODEL_CACHE_MAX_MODELS="5") as node:
+        with self.node(kind, fresh_domain=False, CARBON_NODE_MODEL_CACHE_MAX_MODELS="5") as node:
             self.client.wait_outputs([(first_problem, 1)], 120)
             answers = self.client.answers(first_problem)
             self.record("start_to_first_answer_s", kind, answers[0].received_s - node.spawned_s if answers else float("nan"))
@@ -300,13 +300,24 @@ class Bench:
             self.record("rtt_real_model_first_s", kind, self.round_trip(real)[0])
             self.record("rtt_real_model_repeated_s", kind, self.round_trip(real)[0])
 
-            rate, lost = self.throughput(throughput_tasks, model="NO_MODEL")
+        # Each throughput run gets a node of its own: upstream's node answers at most 500 tasks in its
+        # life (it never releases a task instance), which must not decide the next run's figure.
+        print(f"[{kind}] NO_MODEL throughput", flush=True)
+        with self.node(kind) as node:
+            self.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
+            self.client.wait_matched(10)
+            rate, lost = self.throughput(THROUGHPUT_TASKS, model="NO_MODEL")
             self.record("no_model_tasks_per_s", kind, rate)
-            self.record("no_model_lost_of_1000", kind, lost)
-            onnx = str(build_tiny_onnx(self.work / "tiny.onnx"))
-            rate, lost = self.throughput(throughput_tasks, model="tiny-onnx", model_path=onnx, latency=1e-6, power_w=5.0)
+            self.record("no_model_lost", kind, lost)
+
+        print(f"[{kind}] ONNX-path throughput, memory after it", flush=True)
+        onnx = str(build_tiny_onnx(self.work / "tiny.onnx"))
+        with self.node(kind) as node:
+            self.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
+            self.client.wait_matched(10)
+            rate, lost = self.throughput(THROUGHPUT_TASKS, model="tiny-onnx", model_path=onnx, latency=1e-6, power_w=5.0)
             self.record("onnx_tasks_per_s", kind, rate)
-            self.record("onnx_lost_of_1000", kind, lost)
+            self.record("onnx_lost", kind, lost)
             self.record("node_rss_after_tasks_mb", kind, rss_mb(node.process.pid))
 
         print(f"[{kind}] cache off, quality with simulated power", flush=True)
@@ -354,26 +365,81 @@ def cv(values: list[float]) -> float:
 
 Target = Callable[[float], bool]
 
-ROWS: list[tuple[str, str, str, Target | None]] = [
-    ("rtt_first_seen_tiny_s", "Round trip, first-seen tiny model, 1 s window (s)", "<= 1.5", lambda v: v <= 1.5),
-    ("rtt_repeated_tiny_cache_s", "Round trip, repeated tiny model, cache on (s)", "<= 0.05", lambda v: v <= 0.05),
-    ("rtt_repeated_tiny_no_cache_s", "Round trip, repeated tiny model, cache off (s)", "<= 1.25", lambda v: v <= 1.25 * WINDOW_S),
-    ("rtt_real_model_first_s", "Round trip, MiniLM-L6 (22M), first (s)", "", None),
-    ("rtt_real_model_repeated_s", "Round trip, MiniLM-L6 (22M), repeated, cache on (s)", "", None),
-    ("start_to_idle_s", "Process start to NODE_IDLE received (s)", "<= 1.0", lambda v: v <= 1.0),
-    ("start_to_first_answer_s", "Process start to first answered task (tiny model) (s)", "", None),
-    ("no_model_tasks_per_s", "NO_MODEL throughput, 1000 tasks, 400 in flight (answered/s)", ">= 1000", lambda v: v >= 1000),
-    ("no_model_lost_of_1000", "NO_MODEL tasks lost of 1000", "0", lambda v: v == 0),
-    ("onnx_tasks_per_s", "ONNX-path throughput, 1000 tasks, 400 in flight (answered/s)", ">= 1000", lambda v: v >= 1000),
-    ("onnx_lost_of_1000", "ONNX-path tasks lost of 1000", "0", lambda v: v == 0),
-    ("node_rss_idle_mb", "Node RSS, idle (MiB)", "<= 150", lambda v: v <= 150),
-    ("node_rss_after_tasks_mb", "Node RSS after ~2000 tasks (MiB)", "", None),
-    ("worker_rss_1_model_mb", "Worker RSS, 1 cached model (MiB)", "", None),
-    ("worker_rss_5_models_mb", "Worker RSS, 5 cached models (MiB)", "", None),
-    ("sim_power_rel_error", "Per-inference energy, relative error, simulated constant power", "", None),
-    ("sim_power_cv", "Per-inference energy, coefficient of variation, simulated power", "", None),
-    ("table_power_cv", "Per-inference energy, coefficient of variation, table power", "", None),
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    label: str
+    target_text: str = ""
+    target: Target | None = None
+    better: str = "lower"
+    """``lower`` or ``higher``: which way is better (sets the advantage column); ``""``: no advantage shown."""
+    lost_key: str = ""
+    """For a throughput row: the row counting the tasks lost, shown next to a rate that left some out."""
+
+
+ROWS: list[Row] = [
+    Row("rtt_first_seen_tiny_s", "Round trip, first-seen tiny model, 1 s window (s)", "<= 1.5", lambda v: v <= 1.5),
+    Row("rtt_repeated_tiny_cache_s", "Round trip, repeated tiny model, cache on (s)", "<= 0.05", lambda v: v <= 0.05),
+    Row(
+        "rtt_repeated_tiny_no_cache_s",
+        "Round trip, repeated tiny model, cache off (s)",
+        "<= 1.25",
+        lambda v: v <= 1.25 * WINDOW_S,
+    ),
+    Row("rtt_real_model_first_s", "Round trip, MiniLM-L6 (22M), first (s)"),
+    Row("rtt_real_model_repeated_s", "Round trip, MiniLM-L6 (22M), repeated, cache on (s)"),
+    Row("start_to_idle_s", "Process start to NODE_IDLE received (s)", "<= 1.0", lambda v: v <= 1.0),
+    Row("start_to_first_answer_s", "Process start to first answered task (tiny model) (s)"),
+    Row(
+        "no_model_tasks_per_s",
+        f"NO_MODEL throughput, {THROUGHPUT_TASKS} tasks, 400 in flight (answered tasks/s)",
+        ">= 1000",
+        lambda v: v >= 1000,
+        better="higher",
+        lost_key="no_model_lost",
+    ),
+    Row("no_model_lost", f"NO_MODEL tasks lost of {THROUGHPUT_TASKS}", "0", lambda v: v == 0, better=""),
+    Row(
+        "onnx_tasks_per_s",
+        f"ONNX-path throughput, {THROUGHPUT_TASKS} tasks, 400 in flight (answered tasks/s)",
+        ">= 1000",
+        lambda v: v >= 1000,
+        better="higher",
+        lost_key="onnx_lost",
+    ),
+    Row("onnx_lost", f"ONNX-path tasks lost of {THROUGHPUT_TASKS}", "0", lambda v: v == 0, better=""),
+    Row("node_rss_idle_mb", "Node RSS, idle (MiB)", "<= 150", lambda v: v <= 150),
+    Row("node_rss_after_tasks_mb", f"Node RSS after {THROUGHPUT_TASKS} ONNX-path tasks (MiB)"),
+    Row("worker_rss_1_model_mb", "Worker RSS, 1 cached model (MiB)"),
+    Row("worker_rss_5_models_mb", "Worker RSS, 5 cached models (MiB)"),
+    Row("sim_power_rel_error", "Per-inference energy, relative error, simulated constant power"),
+    Row("sim_power_cv", "Per-inference energy, coefficient of variation, simulated power"),
+    Row("table_power_cv", "Per-inference energy, coefficient of variation, table power"),
 ]
+
+
+def is_number(value: float) -> bool:
+    return value == value and abs(value) != float("inf")
+
+
+def advantage(row: Row, ours: float, base: float) -> float:
+    """How many times better carbon-node is on ``row`` (> 1: carbon-node better); NaN when not defined."""
+    if not row.better or not (is_number(ours) and is_number(base)):
+        return float("nan")
+    better, worse = (base, ours) if row.better == "lower" else (ours, base)
+    if worse == 0:
+        return float("inf") if better > 0 else float("nan")
+    return better / worse
+
+
+def cell(results: dict[str, dict[str, Any]], row: Row, kind: str) -> str:
+    value = results.get(row.key, {}).get(kind, float("nan"))
+    text = f"{value:.4g}"
+    lost = results.get(row.lost_key, {}).get(kind) if row.lost_key else None
+    if lost:
+        text += f" ({THROUGHPUT_TASKS - int(lost)} of {THROUGHPUT_TASKS} answered)"
+    return text
 
 
 def render(results: dict[str, dict[str, Any]], quick: bool, elapsed_s: float) -> str:
@@ -381,31 +447,38 @@ def render(results: dict[str, dict[str, Any]], quick: bool, elapsed_s: float) ->
         f"# carbon-node vs upstream design ({'quick' if quick else 'full'} run, {time.strftime('%Y-%m-%d %H:%M')},"
         f" {os.cpu_count()} CPUs, {elapsed_s:.0f} s)",
         "",
-        "| Metric | carbon-node | upstream design | ratio (upstream / ours) | target | carbon-node |",
+        "| Metric | carbon-node | upstream design | carbon-node advantage, x (> 1: carbon-node better) | target | carbon-node |",
         "|---|---:|---:|---:|---|---|",
     ]
-    for key, label, target_text, target in ROWS:
-        ours = results.get(key, {}).get("carbon-node", float("nan"))
-        base = results.get(key, {}).get("baseline", float("nan"))
-        ratio = base / ours if ours and ours == ours and base == base else float("nan")
-        verdict = "" if target is None else ("pass" if ours == ours and target(ours) else "miss")
-        lines.append(f"| {label} | {ours:.4g} | {base:.4g} | {ratio:.3g} | {target_text} | {verdict} |")
+    for row in ROWS:
+        ours = results.get(row.key, {}).get("carbon-node", float("nan"))
+        ratio = advantage(row, ours, results.get(row.key, {}).get("baseline", float("nan")))
+        ratio_text = "" if not row.better else f"{ratio:.3g}"
+        verdict = "" if row.target is None else ("pass" if is_number(ours) and row.target(ours) else "miss")
+        lines.append(
+            f"| {row.label} | {cell(results, row, 'carbon-node')} | {cell(results, row, 'baseline')} | {ratio_text}"
+            f" | {row.target_text} | {verdict} |"
+        )
     lines += [
         "",
-        f"Simulated power: {SIM_TDP_W} W at 100 % utilisation, PUE {PUE}; truth = power x PUE x seconds per pass"
+        "Advantage: upstream / carbon-node where lower is better (times, memory, error, variation),"
+        " carbon-node / upstream where higher is better (throughput); inf: the baseline scored 0."
+        f" Simulated power: {SIM_TDP_W} W at 100 % utilisation, PUE {PUE}; truth = power x PUE x seconds per pass"
         " (timed by the benchmark with the same model and upstream's dummy input). The baseline is given the"
         " true per-pass latency in hours (the unit it assumes), its most favourable input. carbon-node reports"
         " its measured per-inference energy (window energy / forward passes). NaN: not applicable or not"
-        " obtained (the baseline has no long-lived worker). Medians over repeats. Throughput counts answered"
-        " tasks up to the last answer: upstream's output writer keeps every task instance (max_instances 500)"
-        " and stops answering once 500 are held, so its rate covers the tasks it answered before that.",
+        " obtained (the baseline has no long-lived worker). Medians over repeats. Every phase runs a new node"
+        " process on a DDS domain of its own. Throughput: answered tasks / seconds from the first publication"
+        " to the last answer, each run on a fresh node; where tasks were lost the cell says how many were"
+        " answered, and the rate covers only those: upstream's node keeps every task instance (max_instances"
+        " 500, never released) and stops answering once 500 are held.",
     ]
     return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (about 3-5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats (about 15 minutes on 2 CPUs)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.md", help="markdown file to write")
     parser.add_argument("--only", choices=["carbon-node", "baseline"], help="run one node only (debugging)")
     args = parser.parse_args()

@@ -220,7 +220,7 @@ class BaselineNode:
         self._status_lock = threading.Lock()
         self.set_status(Status.NODE_INITIALIZING)
         rq = node_qos.input_reader_qos()
-        self.readers = {
+        self.readers: dict[str, DataReader[Any]] = {
             "ml": DataReader(self.dp, Topic(self.dp, node_qos.ML_MODEL_TOPIC, MLModelImpl), qos=rq),
             "hw": DataReader(self.dp, Topic(self.dp, node_qos.HW_RESOURCES_TOPIC, HWResourceImpl), qos=rq),
             "ui": DataReader(self.dp, Topic(self.dp, node_qos.USER_INPUT_TOPIC, UserInputImpl), qos=rq),

@@ -9,22 +9,42 @@ Properties the node relies on:
 
 - Values come back bit-identical: doubles are stored as SQLite REALs (IEEE 754 binary64; a NaN, which
   SQLite stores as NULL, comes back as NaN), ``extra_data`` as the exact JSON text that was published.
-- Retention is bounded by count (``max_tasks``) and age (``retention_s``), pruned on every write through
-  two index range deletes, so a write costs O(log n) plus the rows it removes.
+- ``record`` does not wait for the disk: it queues the row and returns (microseconds, so that answering
+  a task never waits for a commit). A writer thread commits what was queued in one transaction, at once
+  when the journal was idle and otherwise at most every ``commit_interval_s`` (0.1 s by default), so a
+  burst of tasks costs one commit per interval instead of one per task. ``lookup`` sees queued rows at
+  once; ``flush`` and ``close`` wait until everything recorded is in the file. The file is in WAL mode
+  with ``synchronous=NORMAL``: a committed row survives the process being killed (it is in the OS page
+  cache); a power loss may drop the last commits.
+- Durability: a measured (``tracker``) answer is committed before ``record`` returns, hence before it
+  is published, because a measurement cannot be repeated identically. The other answers are
+  deterministic functions of the task's inputs and settings; a node killed with SIGKILL may lose the
+  ones recorded in roughly the last ``commit_interval_s`` plus one commit (a few hundred milliseconds),
+  and recomputes them, with the same values, when their inputs are replayed after the restart. A
+  graceful stop (SIGTERM, ``close``) loses nothing.
+- Retention is bounded by count (``max_tasks``) and age (``retention_s``), pruned on every commit through
+  two index range deletes, so a commit costs O(log n) per row plus the rows it removes.
 - The journal never raises and never stops the node: when the file is corrupt or cannot be written,
   the problem is logged once and the journal turns itself off (``lookup`` answers None, ``record`` does
-  nothing). Tasks are then answered by measuring, as on a node without a journal.
-- One connection (WAL mode) guarded by a lock: the bus runtime calls it from several threads.
+  nothing, queued rows are dropped). Tasks are then answered by measuring, as on a node without a journal.
+- ``lookup`` runs for every new task, on the bus thread, so it stays off SQLite when it can: an
+  in-memory set of the hashes of the task ids in the file or queued (loaded at open, about 70 bytes per
+  row; rebuilt once it holds a quarter more than ``max_tasks``, to forget pruned rows) answers "never
+  recorded" without a query. Otherwise it reads through a second connection, so that it never waits for
+  a commit in progress (WAL readers do not block on the writer). Rows that another process adds to the
+  file after this journal opened it are therefore not seen (one node per state directory).
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import math
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,9 +53,12 @@ import structlog
 
 from carbon_node.core import TaskId, TaskOutput, encode_extra_data
 
-__all__ = ["SqliteJournal"]
+__all__ = ["MEASURED_COMMIT_TIMEOUT_S", "SqliteJournal"]
 
 log = structlog.get_logger(__name__)
+
+MEASURED_COMMIT_TIMEOUT_S = 5.0
+"""Seconds ``record`` waits for a measured answer's commit before it lets the answer go out anyway."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answered (
@@ -57,6 +80,23 @@ _BUSY_TIMEOUT_S = 2.0
 """Seconds a statement waits for another process holding the file (e.g. a second node on the same state dir)."""
 
 
+_COMMIT_INTERVAL_S = 0.1
+"""Default longest wait of a recorded row for its commit while the journal is busy (the durability window)."""
+
+_IDLE_WAKE_S = 5.0
+"""The writer thread's longest sleep with nothing queued (it ends once its journal is garbage-collected)."""
+
+_INSERT = (
+    "INSERT OR REPLACE INTO answered (problem_id, iteration_id, carbon_g, energy_kwh,"
+    " grid_ci_g_per_kwh, extra_data, node_error, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+_Key = tuple[int, int]
+_Row = tuple[int, int, float, float, float, str, int, float]
+"""One row as inserted: problem_id, iteration_id, carbon_g, energy_kwh, grid_ci_g_per_kwh, extra_data,
+node_error, recorded_at."""
+
+
 def _from_sql(value: float | None) -> float:
     # SQLite has no NaN: it stores one as NULL. Nothing else is NULL in these columns.
     return math.nan if value is None else float(value)
@@ -66,8 +106,10 @@ class SqliteJournal:
     """A :class:`carbon_node.core.Journal` in a SQLite file at ``path``.
 
     ``max_tasks`` bounds the rows kept (count), ``retention_s`` their age in seconds measured with
-    ``clock`` (seconds, ``time.time`` by default; tests inject their own). Never raises after
-    construction, and construction itself never raises either: an unusable file only disables it.
+    ``clock`` (seconds, ``time.time`` by default; tests inject their own). ``commit_interval_s`` is the
+    longest a recorded row waits for its commit while the journal is busy (see the module docstring).
+    Never raises after construction, and construction itself never raises either: an unusable file only
+    disables it.
     """
 
     def __init__(
@@ -77,18 +119,39 @@ class SqliteJournal:
         max_tasks: int,
         retention_s: float,
         clock: Callable[[], float] = time.time,
+        commit_interval_s: float = _COMMIT_INTERVAL_S,
     ) -> None:
         if max_tasks < 1:
             raise ValueError(f"max_tasks must be >= 1, got {max_tasks}")
         if not retention_s > 0:
             raise ValueError(f"retention_s must be > 0, got {retention_s}")
+        if not commit_interval_s >= 0:
+            raise ValueError(f"commit_interval_s must be >= 0, got {commit_interval_s}")
         self.path = Path(path)
         self.max_tasks = max_tasks
         self.retention_s = float(retention_s)
+        self.commit_interval_s = float(commit_interval_s)
         self._clock = clock
+        # Lock order: _lock (writer connection), then _read_lock (reader connection), then _queue.
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
         self._disabled_reason: str | None = None
+        # Rows recorded and not committed yet: queued, and the batch being written (guarded by _queue).
+        # _recorded numbers the record calls; _committed is the number of the last one written (or dropped).
+        self._queue = threading.Condition(threading.Lock())
+        self._pending: dict[_Key, _Row] = {}
+        self._writing: dict[_Key, _Row] = {}
+        self._recorded = 0
+        self._committed = 0
+        # hash() of the key of every row that may be in the file or queued (a superset: pruned rows stay
+        # until the next rebuild), so that a lookup of a task never answered skips SQLite altogether.
+        self._keys: set[int] = set()
+        self._flush_wanted = False
+        self._stopping = False
+        self._last_commit_s = -math.inf  # time.monotonic() at the end of the last commit
+        self._writer: threading.Thread | None = None
         with self._lock:
             self._open()
 
@@ -105,7 +168,7 @@ class SqliteJournal:
         return self._disabled_reason
 
     def _disable(self, action: str, exc: BaseException) -> None:
-        """Turn the journal off and say so once; the caller holds the lock."""
+        """Turn the journal off and say so once; the caller holds ``_lock`` (not ``_read_lock``)."""
         if self._disabled_reason is None:
             self._disabled_reason = f"{action}: {type(exc).__name__}: {exc}"
             log.warning(
@@ -115,10 +178,16 @@ class SqliteJournal:
                 error=f"{type(exc).__name__}: {exc}",
                 consequence="replayed tasks are measured again",
             )
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):  # already broken; nothing more to release
-                self._conn.close()
-            self._conn = None
+        with self._read_lock:
+            for conn in (self._conn, self._reader):
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):  # already broken; nothing more to release
+                        conn.close()
+            self._conn = self._reader = None
+        with self._queue:  # nothing will commit what is queued: drop it, and release flush()
+            self._pending = {}
+            self._committed = self._recorded
+            self._queue.notify_all()
 
     def _open(self) -> None:
         try:
@@ -131,20 +200,43 @@ class SqliteJournal:
         try:
             conn.execute("PRAGMA journal_mode=WAL")
             # WAL + NORMAL survives a killed process (the WAL is in the OS page cache); only a power
-            # loss may drop the last few answers, which are then measured again.
+            # loss may drop the last commits, whose tasks are then measured again.
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             self._prune(self._clock())
+            self._load_keys()
+            self._reader = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
             self._disable("open", exc)
 
+    def flush(self, timeout_s: float | None = None) -> bool:
+        """Wait until every row recorded so far is committed (or dropped because the journal turned off).
+
+        Returns False if that took longer than ``timeout_s`` seconds.
+        """
+        with self._queue:
+            target = self._recorded
+            if self._committed >= target:
+                return True
+            self._flush_wanted = True
+            self._queue.notify_all()
+            return self._queue.wait_for(lambda: self._committed >= target, timeout=timeout_s)
+
     def close(self) -> None:
-        """Release the file. Later calls behave as on a disabled journal."""
-        with self._lock:
-            if self._conn is not None:
-                with contextlib.suppress(sqlite3.Error):  # a broken connection has nothing left to save
-                    self._conn.close()
-                self._conn = None
+        """Commit what is queued and release the file. Later calls behave as on a disabled journal."""
+        with self._queue:
+            self._stopping = True
+            self._queue.notify_all()
+            writer = self._writer
+        if writer is not None:
+            writer.join()
+        self._write_queued()  # nothing left unless the writer thread ended early
+        with self._lock, self._read_lock:
+            for conn in (self._conn, self._reader):
+                if conn is not None:
+                    with contextlib.suppress(sqlite3.Error):  # a broken connection has nothing left to save
+                        conn.close()
+            self._conn = self._reader = None
             if self._disabled_reason is None:
                 self._disabled_reason = "closed"
 
@@ -152,18 +244,35 @@ class SqliteJournal:
 
     def lookup(self, task_id: TaskId) -> TaskOutput | None:
         """The output recorded for ``task_id`` within the retention window, or None (also when disabled)."""
-        with self._lock:
-            if self._conn is None:
+        key = (task_id.problem_id, task_id.iteration_id)
+        oldest = self._clock() - self.retention_s
+        with self._queue:
+            queued = self._pending.get(key) or self._writing.get(key)
+            if queued is None and hash(key) not in self._keys:
+                return None  # never recorded (or pruned since the last rebuild of the key set)
+        row: tuple[Any, ...] | None
+        if queued is not None:
+            # Queued rows answer as their committed copies will.
+            if self._disabled_reason is not None or queued[7] < oldest:
                 return None
-            oldest = self._clock() - self.retention_s
-            try:
-                row = self._conn.execute(
-                    "SELECT carbon_g, energy_kwh, grid_ci_g_per_kwh, extra_data, node_error FROM answered"
-                    " WHERE problem_id = ? AND iteration_id = ? AND recorded_at >= ?",
-                    (task_id.problem_id, task_id.iteration_id, oldest),
-                ).fetchone()
-            except sqlite3.Error as exc:
-                self._disable("lookup", exc)
+            row = queued[2:7]
+        else:
+            # Not queued now: committed before (a batch leaves _writing only once committed), or never recorded.
+            failure: sqlite3.Error | None = None
+            with self._read_lock:
+                if self._reader is None:
+                    return None
+                try:
+                    row = self._reader.execute(
+                        "SELECT carbon_g, energy_kwh, grid_ci_g_per_kwh, extra_data, node_error FROM answered"
+                        " WHERE problem_id = ? AND iteration_id = ? AND recorded_at >= ?",
+                        (task_id.problem_id, task_id.iteration_id, oldest),
+                    ).fetchone()
+                except sqlite3.Error as exc:
+                    failure = exc
+            if failure is not None:
+                with self._lock:
+                    self._disable("lookup", failure)
                 return None
         if row is None:
             return None
@@ -183,37 +292,103 @@ class SqliteJournal:
         )
 
     def record(self, output: TaskOutput) -> None:
-        """Persist ``output`` (replacing an earlier answer to the same task) and prune old rows. Never raises."""
+        """Queue ``output`` for the next commit (replacing an earlier answer to the same task). Never raises.
+
+        A measured (``tracker``) output is committed before this returns, so it is on disk before it is
+        published: a measurement cannot be repeated identically. Other outputs (no_model, onnx_hw_only,
+        error: recomputed identically from the same inputs) return at once; they are committed, with the
+        pruning of old rows, within about ``commit_interval_s``. ``lookup`` finds them meanwhile.
+        """
         try:
             # The text that is published, so that a replay publishes the very same bytes.
             extra_text = encode_extra_data(output.extra_data).decode("utf-8")
+            row: _Row = (
+                output.task_id.problem_id,
+                output.task_id.iteration_id,
+                float(output.carbon_g),
+                float(output.energy_kwh),
+                float(output.grid_ci_g_per_kwh),
+                extra_text,
+                int(output.node_error),
+                self._clock(),
+            )
         except (TypeError, ValueError, RecursionError) as exc:
             log.warning("journal_record_skipped", task_id=str(output.task_id), error=str(exc))
             return
-        with self._lock:
-            if self._conn is None:
+        key = (row[0], row[1])
+        with self._queue:
+            if self._disabled_reason is not None or self._stopping:
                 return
-            now = self._clock()
-            try:
-                with self._conn:  # one transaction: the row and its pruning
-                    self._conn.execute("BEGIN IMMEDIATE")
-                    self._conn.execute(
-                        "INSERT OR REPLACE INTO answered (problem_id, iteration_id, carbon_g, energy_kwh,"
-                        " grid_ci_g_per_kwh, extra_data, node_error, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            output.task_id.problem_id,
-                            output.task_id.iteration_id,
-                            float(output.carbon_g),
-                            float(output.energy_kwh),
-                            float(output.grid_ci_g_per_kwh),
-                            extra_text,
-                            int(output.node_error),
-                            now,
-                        ),
-                    )
-                    self._prune(now)
-            except sqlite3.Error as exc:
-                self._disable("record", exc)
+            wake = not self._pending  # else the writer is already due to commit the queue
+            self._pending.pop(key, None)  # a new answer to the same task goes to the end, as its new row
+            self._pending[key] = row
+            self._keys.add(hash(key))
+            self._recorded += 1
+            if self._writer is None:
+                self._writer = threading.Thread(target=_write_loop, args=(weakref.ref(self),), name="carbon-journal", daemon=True)
+                self._writer.start()
+                _OPEN_JOURNALS.add(self)
+            if wake:
+                self._queue.notify_all()
+        if output.mode == "tracker" and not self.flush(timeout_s=MEASURED_COMMIT_TIMEOUT_S):
+            log.warning("journal_commit_slow", task_id=str(output.task_id), timeout_s=MEASURED_COMMIT_TIMEOUT_S)
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def _next_batch(self) -> tuple[dict[_Key, _Row], int] | None:
+        """The queued rows, once due (at once after an idle spell, else ``commit_interval_s`` after the
+        last commit), moved to ``_writing``, with the number of the last record among them; ({}, 0)
+        after ``_IDLE_WAKE_S`` with nothing queued; None when the journal stops. Writer thread only."""
+        with self._queue:
+            while True:
+                if self._pending:
+                    due = self._last_commit_s + self.commit_interval_s - time.monotonic()
+                    if due <= 0 or self._flush_wanted or self._stopping:
+                        return self._take_queued()
+                    self._queue.wait(due)
+                elif self._stopping or self._disabled_reason is not None:
+                    return None
+                elif not self._queue.wait(_IDLE_WAKE_S) and not self._pending:
+                    return {}, 0
+
+    def _take_queued(self) -> tuple[dict[_Key, _Row], int]:
+        """Move the queued rows to ``_writing``; the caller holds ``_queue``."""
+        batch, self._pending = self._pending, {}
+        self._writing = {**self._writing, **batch}
+        self._flush_wanted = False
+        return batch, self._recorded
+
+    def _commit(self, batch: dict[_Key, _Row], upto: int) -> None:
+        """Write ``batch`` and prune in one transaction; then lookups read it from the file and flush() returns."""
+        with self._lock:
+            if self._conn is not None:
+                now = self._clock()
+                try:
+                    with self._conn:  # one transaction: the rows and the pruning
+                        self._conn.execute("BEGIN IMMEDIATE")
+                        self._conn.executemany(_INSERT, batch.values())
+                        self._prune(now)
+                except Exception as exc:  # sqlite3.Error, or anything else: the journal is off either way
+                    self._disable("record", exc)
+            with self._queue:
+                for key, row in batch.items():
+                    if self._writing.get(key) is row:
+                        del self._writing[key]
+                self._committed = max(self._committed, upto)
+                self._last_commit_s = time.monotonic()
+                self._queue.notify_all()
+            if self._conn is not None and len(self._keys) > self.max_tasks + max(1000, self.max_tasks // 4):
+                try:
+                    self._load_keys()  # forget pruned rows: O(max_tasks) once per max_tasks / 4 rows or more
+                except Exception as exc:
+                    self._disable("record", exc)
+
+    def _write_queued(self) -> None:
+        """Commit whatever is queued now, in this thread (close, and at interpreter exit)."""
+        with self._queue:
+            batch, upto = self._take_queued()
+        if batch:
+            self._commit(batch, upto)
 
     # -- retention ---------------------------------------------------------------------------------
 
@@ -227,14 +402,61 @@ class SqliteJournal:
             (self.max_tasks,),
         )
 
+    def _load_keys(self) -> None:
+        """Rebuild the key set from the file and the queue; the caller holds ``_lock``."""
+        assert self._conn is not None
+        keys = {hash(key) for key in self._conn.execute("SELECT problem_id, iteration_id FROM answered")}
+        with self._queue:
+            keys.update(hash(key) for key in self._pending)
+            keys.update(hash(key) for key in self._writing)
+            self._keys = keys
+
     def __len__(self) -> int:
-        """Rows currently kept (0 when disabled)."""
-        with self._lock:
-            if self._conn is None:
+        """Rows currently kept (0 when disabled); commits what is queued first."""
+        self.flush()
+        failure: sqlite3.Error | None = None
+        with self._read_lock:
+            if self._reader is None:
                 return 0
             try:
-                row = self._conn.execute("SELECT COUNT(*) FROM answered").fetchone()
+                count = int(self._reader.execute("SELECT COUNT(*) FROM answered").fetchone()[0])
             except sqlite3.Error as exc:
-                self._disable("count", exc)
-                return 0
-        return int(row[0])
+                failure = exc
+        if failure is not None:
+            with self._lock:
+                self._disable("count", failure)
+            return 0
+        return count
+
+
+_OPEN_JOURNALS: weakref.WeakSet[SqliteJournal] = weakref.WeakSet()
+"""Journals with a writer thread: what they queued is committed at interpreter exit (daemon threads are
+not waited for)."""
+
+
+def _write_loop(ref: weakref.ReferenceType[SqliteJournal]) -> None:
+    """The writer thread: commit batches until its journal stops, turns off or is garbage-collected.
+
+    It holds the journal only while rows are queued, so that a journal nobody refers to any more (and
+    that was not closed) can still be collected.
+    """
+    while True:
+        journal = ref()
+        if journal is None:
+            return
+        while True:
+            taken = journal._next_batch()
+            if taken is None:
+                return
+            batch, upto = taken
+            if not batch:
+                break  # idle: let go of the journal for a moment
+            journal._commit(batch, upto)
+        del journal
+
+
+@atexit.register
+def _commit_at_exit() -> None:
+    for journal in list(_OPEN_JOURNALS):
+        with contextlib.suppress(Exception):  # best effort: the process is ending
+            journal._write_queued()

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -79,15 +81,62 @@ def test_answers_survive_a_new_journal_on_the_same_file(tmp_path: Path) -> None:
 
 
 def test_answers_survive_a_process_that_never_closed_the_journal(tmp_path: Path) -> None:
-    # A child writes and exits without closing, as a node killed with SIGKILL after publishing.
+    # A child writes and exits without closing, as a node killed with SIGKILL some time after publishing:
+    # the writer thread commits on its own within the commit interval (0.1 s), closed or not.
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         child = journal_at(tmp_path)
         child.record(output(9, 9))
+        time.sleep(1.0)
         os._exit(0)
     os.waitpid(pid, 0)
 
     assert journal_at(tmp_path).lookup(TaskId(9, 9)) == output(9, 9)
+
+
+def test_a_measured_answer_is_on_disk_when_record_returns(tmp_path: Path) -> None:
+    # Killed right after recording (before publishing, in the node): the measurement is not lost, so a
+    # replay after the restart publishes the very same values.
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        child = journal_at(tmp_path)
+        child.record(output(8, 8))  # mode "tracker"
+        os.kill(os.getpid(), signal.SIGKILL)
+    os.waitpid(pid, 0)
+
+    assert journal_at(tmp_path).lookup(TaskId(8, 8)) == output(8, 8)
+
+
+def test_a_burst_of_answers_is_committed_in_batches_and_found_before_and_after(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path, max_tasks=10_000)
+    for problem_id in range(1, 2001):
+        journal.record(output(problem_id))
+        assert journal.lookup(TaskId(problem_id, 1)) == output(problem_id)  # queued: found at once
+    assert journal.flush(timeout_s=30)
+    journal.close()
+
+    reopened = journal_at(tmp_path, max_tasks=10_000)
+    assert len(reopened) == 2000
+    assert all(reopened.lookup(TaskId(p, 1)) == output(p) for p in (1, 1000, 2000))
+
+
+def test_the_in_memory_key_set_forgets_pruned_rows_and_lookups_stay_exact(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path, max_tasks=10)
+    for problem_id in range(1, 5001):
+        journal.record(output(problem_id))
+    assert len(journal) == 10
+    assert len(journal._keys) <= 10 + 1000 + 1  # rebuilt from the file once it outgrew max_tasks
+    assert journal.lookup(TaskId(4990, 1)) is None
+    assert all(journal.lookup(TaskId(p, 1)) == output(p) for p in range(4991, 5001))
+
+
+def test_close_commits_what_is_queued(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(1))  # committed at once: the journal was idle
+    journal.record(output(2))  # queued behind the first commit
+    journal.close()
+    assert journal.lookup(TaskId(2, 1)) is None  # closed
+    assert journal_at(tmp_path).lookup(TaskId(2, 1)) == output(2)
 
 
 def test_error_outputs_and_the_node_error_flag_round_trip(tmp_path: Path) -> None:
@@ -211,6 +260,7 @@ def test_a_journal_file_that_became_read_only_stops_recording_without_raising(tm
     with capture_logs() as logs:
         journal.record(output(2))
         journal.record(output(3))
+        journal.flush()  # the writer thread commits them and finds the file read-only
     assert not journal.enabled
     assert journal.lookup(TaskId(1, 1)) is None
     assert [entry["event"] for entry in logs] == ["journal_disabled"]
@@ -245,3 +295,5 @@ def test_invalid_bounds_are_rejected(tmp_path: Path) -> None:
         SqliteJournal(tmp_path / "j", max_tasks=0, retention_s=1.0)
     with pytest.raises(ValueError):
         SqliteJournal(tmp_path / "j", max_tasks=1, retention_s=0.0)
+    with pytest.raises(ValueError):
+        SqliteJournal(tmp_path / "j", max_tasks=1, retention_s=1.0, commit_interval_s=-1.0)
