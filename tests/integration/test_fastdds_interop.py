@@ -399,6 +399,7 @@ def test_the_fastdds_peer_inputs_reach_the_node_runtime_and_its_output_and_statu
     assert run.returncode == 0, run.stderr
     assert run.report is not None
     assert run.report["output"]["task_id"] == {"problem_id": 11, "iteration_id": 1}
+    print(f"Fast DDS peer -> node runtime: {run.report['timings']}")
     assert run.extra_data["mode"] == "no_model"
     assert run.extra_data["num_outputs"] == 1
     assert run.extra_data["model_restrains"][0] == NO_MODEL
@@ -412,5 +413,6 @@ def test_the_carbon_node_process_answers_a_task_from_the_fastdds_peer(
     assert run.returncode == 0, f"{run.stderr}\nnode log:\n{node_process.log()}"
     assert run.report is not None
     assert run.report["output"]["task_id"] == {"problem_id": 12, "iteration_id": 3}
+    print(f"Fast DDS peer -> carbon-node process: {run.report['timings']}")
     assert run.extra_data["mode"] == "no_model"
     assert "NODE_IDLE" in run.report["statuses"]
