@@ -27,6 +27,7 @@ from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 
+from carbon_node.bus.cyclone import take_samples
 from carbon_node.bus.qos import REQUEST_TOPIC, RESPONSE_TOPIC, config_qos
 from carbon_node.bus.types import ErrorCode, RequestTypeImpl, ResponseTypeImpl
 
@@ -91,7 +92,7 @@ class ConfigService:
     def poll(self) -> int:
         """Answer every pending request addressed to the carbon node; return how many were answered."""
         answered = 0
-        for request in self.reader.take(N=64):
+        for request in take_samples(self.reader, 64):
             if not isinstance(request, RequestTypeImpl):  # dispose/unregister notification
                 continue
             if request.node_id != CARBON_NODE_ID:

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, MutableMapping
+from typing import Any
 
 import structlog
-from cyclonedds.core import Entity, Policy, Qos
+from cyclonedds._clayer import ddspy_take
+from cyclonedds.core import DDSException, Entity, InstanceState, Policy, Qos, SampleState, ViewState
 from cyclonedds.domain import DomainParticipant
+from cyclonedds.sub import DataReader
 
 from carbon_node.core import CarbonNodeError
 
@@ -30,6 +33,7 @@ __all__ = [
     "delete_entity",
     "domain_id_from_env",
     "merge_cyclone_uri",
+    "take_samples",
 ]
 
 log = structlog.get_logger(__name__)
@@ -110,3 +114,35 @@ def delete_entity(entity: Entity | None) -> None:
     """
     if entity is not None:
         entity.__del__()
+
+
+def take_samples(reader: DataReader, n: int) -> list[Any]:
+    """Take up to ``n`` samples from ``reader`` and return those with valid data, decoding each one on
+    its own, each with its ``sample_info``.
+
+    ``DataReader.take`` decodes a whole batch and raises on the first sample that does not decode (a
+    string field that is not UTF-8, for one): the samples it had already taken off the reader are then
+    lost. Here an undecodable sample is logged and dropped, and the rest of the batch is kept. Dispose
+    and unregister notices (no valid data) are skipped.
+    """
+    result = ddspy_take(reader._ref, SampleState.Any | ViewState.Any | InstanceState.Any, n)
+    if isinstance(result, int):
+        raise DDSException(result, f"Occurred while taking data in {reader!r}")
+    data_type = reader.topic.data_type
+    samples: list[Any] = []
+    for data, info in result:
+        if not info.valid_data:
+            continue
+        try:
+            sample = data_type.deserialize(data)
+        except Exception as exc:  # a peer's bytes: never let them stop the reader
+            log.warning(
+                "undecodable_sample_dropped",
+                topic=reader.topic.name,
+                instance_handle=info.instance_handle,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+            continue
+        sample.sample_info = info
+        samples.append(sample)
+    return samples

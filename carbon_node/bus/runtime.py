@@ -40,7 +40,7 @@ from cyclonedds.util import duration
 
 from carbon_node.bus.assembler import Assembler, InputKind, Release, ReleaseKind
 from carbon_node.bus.config_service import ConfigResponder, ConfigService, describe_responder
-from carbon_node.bus.cyclone import NODE_NAME, BusError, create_participant, delete_entity
+from carbon_node.bus.cyclone import NODE_NAME, BusError, create_participant, delete_entity, take_samples
 from carbon_node.bus.qos import (
     CONTROL_TOPIC,
     HW_RESOURCES_TOPIC,
@@ -401,25 +401,35 @@ class NodeRuntime:
         if not self._accepting:
             return
         releases: list[Release] = []
-        for kind, reader in self._input_readers:
-            for sample in reader.take(N=_TAKE_BATCH):
-                info = getattr(sample, "sample_info", None)
-                if info is None or info.instance_state != InstanceState.Alive:
-                    continue  # dispose/unregister notifications and samples of dead instances, as upstream
-                with self._lock:
-                    releases.extend(self._assembler.add(kind, sample))
-        self._log_control()
-        if self._config is not None:
-            self._config.poll()
-        with self._lock:
-            releases.extend(self._assembler.expire())
-        for release in releases:
-            self._route(release)
+        try:
+            for kind, reader in self._input_readers:
+                try:
+                    samples = take_samples(reader, _TAKE_BATCH)
+                except Exception:
+                    log.exception("input_take_failed", topic=reader.topic.name)
+                    continue
+                for sample in samples:
+                    if sample.sample_info.instance_state != InstanceState.Alive:
+                        continue  # samples of instances no longer alive, as upstream
+                    with self._lock:
+                        releases.extend(self._assembler.add(kind, sample))
+            for side_task in (self._log_control, self._config.poll if self._config is not None else None):
+                if side_task is not None:
+                    try:
+                        side_task()
+                    except Exception:
+                        log.exception("bus_side_task_failed")
+            with self._lock:
+                releases.extend(self._assembler.expire())
+        finally:
+            # A released task is marked answered in the assembler: route it whatever happened above.
+            for release in releases:
+                self._route(release)
 
     def _log_control(self) -> None:
         if self._control_reader is None:
             return
-        for command in self._control_reader.take(N=_TAKE_BATCH):
+        for command in take_samples(self._control_reader, _TAKE_BATCH):
             if not isinstance(command, NodeControlImpl):
                 continue
             log.info(

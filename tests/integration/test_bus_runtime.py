@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -189,6 +191,49 @@ def test_an_incomplete_task_expires_with_an_error_naming_the_missing_inputs(
     assert data["mode"] == "error"
     assert "missing inputs: ml_model, hw_resources" in data["error"]
     assert data["num_outputs"] == 2
+
+
+_BAD_WRITER = """
+import sys, time
+from cyclonedds.pub import DataWriter
+from cyclonedds.topic import Topic
+from carbon_node.bus.cyclone import create_participant
+from carbon_node.bus.qos import USER_INPUT_TOPIC, orchestrator_input_writer_qos
+from carbon_node.bus.types import TaskIdImpl, UserInputImpl
+
+class NotUtf8(str):
+    def encode(self, *args, **kwargs):
+        return b"\\xff\\xfe"  # what a peer may put in a DDS string: not UTF-8
+
+participant = create_participant(int(sys.argv[1]), "HOSTILE_PEER")
+writer = DataWriter(participant, Topic(participant, USER_INPUT_TOPIC, UserInputImpl), qos=orchestrator_input_writer_qos())
+deadline = time.monotonic() + 10
+while not writer.get_matched_subscriptions() and time.monotonic() < deadline:
+    time.sleep(0.05)
+writer.write(UserInputImpl(modality=NotUtf8("x"), task_id=TaskIdImpl(int(sys.argv[2]), 1)))
+writer.write(UserInputImpl(task_id=TaskIdImpl(int(sys.argv[3]), 1)))  # same batch: must survive
+time.sleep(2.0)
+"""
+
+
+def test_an_undecodable_input_is_dropped_alone_and_its_task_still_gets_one_output(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], dds_domain: int
+) -> None:
+    start_node(input_timeout_s=1.5)
+    bad, good = TaskId(31, 1), TaskId(32, 1)
+    for task_id in (bad, good):
+        orchestrator.publish_ml_model(task_id, MLModelImpl(model="NO_MODEL"))
+        orchestrator.publish_hw(task_id, HWResourceImpl())
+    writer = subprocess.run(
+        [sys.executable, "-c", _BAD_WRITER, str(dds_domain), str(bad.problem_id), str(good.problem_id)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert writer.returncode == 0, writer.stderr
+    assert extra(orchestrator.wait_output(good, WAIT_S))["mode"] == "no_model"
+    data = extra(orchestrator.wait_output(bad, WAIT_S))
+    assert data["mode"] == "error" and "missing inputs: user_input" in data["error"]
 
 
 def test_beyond_max_pending_the_oldest_task_is_answered_with_an_error(
