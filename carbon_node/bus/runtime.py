@@ -127,6 +127,10 @@ class RuntimeStats:
     """Accepted tasks not yet answered (queued or running)."""
 
 
+_COMPLETING_GRACE_S = 6.0
+"""Seconds stop() waits for outputs already being recorded and published (a journal commit is bounded by 5 s)."""
+
+
 @dataclass
 class _Job:
     """One accepted task on its way to an output."""
@@ -137,6 +141,8 @@ class _Job:
     produce: Callable[[], TaskOutput]
     replay: bool = False
     started_s: float | None = field(default=None)
+    completing: bool = False
+    """Set (under the runtime lock) by the one thread that records and publishes this job's output."""
 
 
 class _LanePool:
@@ -179,7 +185,7 @@ class _LanePool:
                 return
             try:
                 self._run(job)
-            except Exception:  # never let a job kill the lane
+            except BaseException:  # never let a job kill the lane (SystemExit from a callback included)
                 log.exception("lane_job_crashed", task_id=str(job.inputs.task_id))
 
 
@@ -341,6 +347,8 @@ class NodeRuntime:
                 stuck = list(self._accepted.values())
             for job in stuck:
                 self._answer_unfinished(job, "node stopping: task did not finish in time")
+            with self._changed:  # a job its lane was already completing: let it publish (bounded)
+                self._changed.wait_for(lambda: not self._accepted, timeout=_COMPLETING_GRACE_S)
         for lane in (self._measure_lane, self._fast_lane):
             if lane is not None and not lane.close(max(0.1, min(_THREAD_JOIN_S, deadline - time.monotonic()))):
                 clean = False
@@ -515,9 +523,12 @@ class NodeRuntime:
         """Record, publish (status, then output) exactly once, report."""
         output = dataclasses.replace(output, task_id=job.inputs.task_id)
         with self._lock:
-            if self._accepted.get(job.inputs.task_id) is not job:
+            # Claimed once: the lane finishing a job and stop() answering it as unfinished can race here,
+            # and the journal must hold the very output that is published.
+            if self._accepted.get(job.inputs.task_id) is not job or job.completing:
                 log.info("duplicate_output_dropped", task_id=str(job.inputs.task_id))
                 return
+            job.completing = True
         if self._journal is not None and not job.replay:
             try:
                 self._journal.record(output)

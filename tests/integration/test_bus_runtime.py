@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -415,3 +416,46 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
                 pytest.fail(f"condition not met within {timeout_s} s")
     finally:
         deadline.cancel()
+
+
+class ExitingHandler(ScriptedHandler):
+    """A callback that calls sys.exit() on the model 'slow-exit' (a measure-lane task)."""
+
+    def handle(self, inputs: TaskInputs) -> TaskOutput:
+        assert inputs.ml_model is not None
+        if inputs.ml_model.model == "slow-exit":
+            raise SystemExit(3)
+        return super().handle(inputs)
+
+
+def test_a_callback_calling_sys_exit_does_not_kill_its_lane(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime]
+) -> None:
+    handler = ExitingHandler()
+    handler.slow_release.set()
+    start_node(handler=handler)
+    first = task(orchestrator, 41, "slow-exit")
+    assert extra(orchestrator.wait_output(first, WAIT_S))["mode"] == "error"
+    second = task(orchestrator, 42, "slow-after")  # same (single-threaded) measure lane
+    assert extra(orchestrator.wait_output(second, WAIT_S))["mode"] == "no_model"
+
+
+class SlowJournal(MemoryJournal):
+    """Records take 50 ms, as a commit may: time for stop() and a finishing lane to race."""
+
+    def record(self, output: TaskOutput) -> None:
+        time.sleep(0.05)
+        super().record(output)
+
+
+def test_the_journal_holds_the_output_that_was_published_when_stop_races_a_finishing_task(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], handler: ScriptedHandler
+) -> None:
+    journal = SlowJournal()
+    handler.abort = handler.slow_release.set  # type: ignore[method-assign]  # abort lets the task finish
+    runtime = start_node(journal=journal)
+    task_id = task(orchestrator, 43, "slow")
+    assert handler.slow_started.wait(WAIT_S)
+    runtime.stop(0.3)
+    published = orchestrator.wait_output(task_id, WAIT_S)
+    assert journal.outputs[task_id].extra_data_bytes() == bytes(published.extra_data)
