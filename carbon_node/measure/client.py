@@ -25,6 +25,7 @@ import multiprocessing
 import signal
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.connection import wait
@@ -70,6 +71,12 @@ def _exit_reason(exitcode: int | None) -> str:
     return f"exit code {exitcode}"
 
 
+def _kill_if_alive(process: multiprocessing.process.BaseProcess) -> None:
+    if process.is_alive():
+        process.kill()
+        process.join(_STOP_GRACE_S)
+
+
 class _Worker:
     """One worker process and the client's end of its pipe."""
 
@@ -81,6 +88,10 @@ class _Worker:
         child_conn.close()  # only the child holds its end now: the pipe reports EOF when the child dies
         self.ready: Ready | None = None
         self.started = time.monotonic()
+        # The worker ignores SIGTERM (the node decides when it stops), and multiprocessing's exit hook
+        # joins daemon children after a SIGTERM without a timeout: a process that exits without closing
+        # its measurer would hang there. This finalizer, run at exit before that hook, kills it instead.
+        weakref.finalize(self, _kill_if_alive, self.process)
 
     @property
     def pid(self) -> int | None:

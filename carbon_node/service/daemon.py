@@ -249,6 +249,12 @@ def run_daemon(settings: Settings) -> int:
         log.error("node.start_failed", error=f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         daemon.shutdown()
         return 1
-    daemon.wait()
-    daemon.shutdown()
+    except Exception:
+        log.exception("node.start_failed")
+        daemon.shutdown()
+        return 1
+    try:
+        daemon.wait()
+    finally:
+        daemon.shutdown()
     return 0

@@ -233,3 +233,22 @@ def test_a_task_that_times_out_while_the_worker_starts_leaves_the_worker_startin
             measurer.measure(simulated(tiny_models["text"]))
         assert measurer.wait_ready(WORKER_READY_TIMEOUT_S)
         assert measurer.worker_pid == pid  # not replaced: a short task limit cannot starve the worker
+
+
+def test_a_process_that_exits_without_closing_its_measurer_does_not_hang(tmp_path: Path) -> None:
+    script = f"""
+from pathlib import Path
+from carbon_node.measure.client import WorkerMeasurer
+if __name__ == "__main__":
+    measurer = WorkerMeasurer(scratch_dir=Path({str(tmp_path / "scratch")!r}))
+    measurer.start()
+    assert measurer.wait_ready(120)
+    print("worker", measurer.worker_pid, flush=True)
+    raise SystemExit(5)  # no close(): the worker must not keep the process from exiting
+"""
+    path = tmp_path / "exits.py"
+    path.write_text(script)
+    done = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=150)
+    assert done.returncode == 5, done.stderr[-2000:]
+    worker_pid = int(done.stdout.split()[-1])
+    assert not Path(f"/proc/{worker_pid}").exists() or "zombie" in Path(f"/proc/{worker_pid}/status").read_text()
