@@ -16,8 +16,9 @@ Properties the node relies on:
   once; ``flush`` and ``close`` wait until everything recorded is in the file. The file is in WAL mode
   with ``synchronous=NORMAL``: a committed row survives the process being killed (it is in the OS page
   cache); a power loss may drop the last commits.
-- Durability: a measured (``tracker``) answer is committed before ``record`` returns, hence before it
-  is published, because a measurement cannot be repeated identically. The other answers are
+- Durability: the outcome of a measurement (a ``tracker`` answer, or an error output carrying the
+  measurement's ``error_kind``) is committed before ``record`` returns, hence before it is published,
+  because a measurement cannot be repeated identically. The other answers are
   deterministic functions of the task's inputs and settings; a node killed with SIGKILL may lose the
   ones recorded in roughly the last ``commit_interval_s`` plus one commit (a few hundred milliseconds),
   and recomputes them, with the same values, when their inputs are replayed after the restart. A
@@ -294,7 +295,8 @@ class SqliteJournal:
     def record(self, output: TaskOutput) -> None:
         """Queue ``output`` for the next commit (replacing an earlier answer to the same task). Never raises.
 
-        A measured (``tracker``) output is committed before this returns, so it is on disk before it is
+        The outcome of a measurement (a ``tracker`` output, or an error the measurement raised: timeout,
+        worker crash, refused model) is committed before this returns, so it is on disk before it is
         published: a measurement cannot be repeated identically. Other outputs (no_model, onnx_hw_only,
         error: recomputed identically from the same inputs) return at once; they are committed, with the
         pruning of old rows, within about ``commit_interval_s``. ``lookup`` finds them meanwhile.
@@ -330,7 +332,7 @@ class SqliteJournal:
                 _OPEN_JOURNALS.add(self)
             if wake:
                 self._queue.notify_all()
-        if output.mode == "tracker" and not self.flush(timeout_s=MEASURED_COMMIT_TIMEOUT_S):
+        if _from_a_measurement(output) and not self.flush(timeout_s=MEASURED_COMMIT_TIMEOUT_S):
             log.warning("journal_commit_slow", task_id=str(output.task_id), timeout_s=MEASURED_COMMIT_TIMEOUT_S)
 
     # -- writing -----------------------------------------------------------------------------------
@@ -460,3 +462,8 @@ def _commit_at_exit() -> None:
     for journal in list(_OPEN_JOURNALS):
         with contextlib.suppress(Exception):  # best effort: the process is ending
             journal._write_queued()
+
+
+def _from_a_measurement(output: TaskOutput) -> bool:
+    """Whether ``output`` is the outcome of a measurement (not recomputable identically from the inputs)."""
+    return output.mode == "tracker" or "error_kind" in output.extra_data
