@@ -302,9 +302,10 @@ class NodeRuntime:
         self._measure_lane = _LanePool("measure", 1, self._run_job)
         self._fast_lane = _LanePool("fast", self._fast_workers, self._run_job)
         self._accepting = True
+        # IDLE first: a task replayed at start-up then publishes RUNNING after it, never before.
+        self._publish_status(Status.NODE_IDLE)
         self._bus_thread = threading.Thread(target=self._bus_loop, name="carbon-bus", daemon=True)
         self._bus_thread.start()
-        self._publish_status(Status.NODE_IDLE)
         log.info("node_started", domain_id=self._domain_id, node_name=NODE_NAME)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
