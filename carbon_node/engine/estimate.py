@@ -161,17 +161,10 @@ def run_estimate(
 
 def _start_worker(settings: Settings, scratch_dir: Path, err: TextIO) -> Any:
     """A started measurement worker (imported here: torch lives behind this import)."""
-    from carbon_node.measure.client import WorkerMeasurer
+    from carbon_node.measure.client import measurer_from_settings
 
     print("starting the measurement worker...", file=err, flush=True)
-    measurer = WorkerMeasurer(
-        task_timeout_s=settings.task_timeout_s,
-        model_cache_max_models=settings.model_cache_max_models,
-        model_cache_max_mb=settings.model_cache_max_mb,
-        measure_cache_ttl_s=settings.measure_cache_ttl_s,
-        scratch_dir=scratch_dir,
-        hub_cache_dir=settings.cache_dir / "huggingface",
-    )
+    measurer = measurer_from_settings(settings, scratch_dir)
     start = getattr(measurer, "start", None)
     if callable(start):
         start()

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -44,7 +44,10 @@ from carbon_node.measure.protocol import (
 )
 from carbon_node.measure.worker import Ready, Reply, WorkerConfig, worker_main
 
-__all__ = ["WorkerMeasurer"]
+if TYPE_CHECKING:
+    from carbon_node.service.settings import Settings
+
+__all__ = ["WorkerMeasurer", "measurer_from_settings"]
 
 log = structlog.get_logger(__name__)
 
@@ -352,3 +355,15 @@ class WorkerMeasurer:
             "cached_models": float(self.cached_models),
             "cached_measurements": float(len(self._results)),
         }
+
+
+def measurer_from_settings(settings: Settings, scratch_dir: Path) -> WorkerMeasurer:
+    """The worker measurer the node's settings describe (not started); the daemon and ``estimate`` use it."""
+    return WorkerMeasurer(
+        task_timeout_s=settings.task_timeout_s,
+        model_cache_max_models=settings.model_cache_max_models,
+        model_cache_max_mb=settings.model_cache_max_mb,
+        measure_cache_ttl_s=settings.measure_cache_ttl_s,
+        scratch_dir=scratch_dir,
+        hub_cache_dir=settings.cache_dir / "huggingface",
+    )

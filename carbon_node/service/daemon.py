@@ -99,16 +99,9 @@ class Daemon:
         scratch_dir = s.state_dir / "scratch"
         scratch_dir.mkdir(parents=True, exist_ok=True)
 
-        from carbon_node.measure.client import WorkerMeasurer
+        from carbon_node.measure.client import measurer_from_settings
 
-        self.measurer = WorkerMeasurer(
-            task_timeout_s=s.task_timeout_s,
-            model_cache_max_models=s.model_cache_max_models,
-            model_cache_max_mb=s.model_cache_max_mb,
-            measure_cache_ttl_s=s.measure_cache_ttl_s,
-            scratch_dir=scratch_dir,
-            hub_cache_dir=s.cache_dir / "huggingface",
-        )
+        self.measurer = measurer_from_settings(s, scratch_dir)
         self.measurer.start()
         self.metrics = NodeMetrics(
             pending=lambda: self.runtime.stats().pending if self.runtime is not None else 0,
