@@ -78,7 +78,7 @@ class Engine:
         elif route.mode is Mode.ERROR:
             output = self._error(inputs, task, route.error or failed("unknown error"))
         elif route.mode is Mode.ONNX_HW_ONLY:
-            output = self._onnx(task)
+            output = self._onnx(task, onnx_file_present=bool(route.onnx_file_present))
         else:
             output = self._tracker(inputs, task)
         timings = {**output.timings, "total_s": self._clock() - started}
@@ -141,7 +141,7 @@ class Engine:
             extra["warnings"] = list(task.warnings)
         return error_output(inputs, message, latency_unit=task.latency_unit, units=dict(UNITS), **extra)
 
-    def _onnx(self, task: Task) -> TaskOutput:
+    def _onnx(self, task: Task, *, onnx_file_present: bool) -> TaskOutput:
         intensity = self._intensity(task)
         energy_kwh = hw_energy_kwh(task.power_w, task.latency_h)
         per_inference = PerInference(energy_kwh, energy_kwh * intensity.g_per_kwh)
@@ -151,7 +151,7 @@ class Engine:
             energy_kwh=energy_kwh,
             # Upstream publishes the grid intensity itself on this path, even when the energy is 0.
             grid_ci_g_per_kwh=intensity.g_per_kwh,
-            extra_data=onnx_extra_data(task, intensity, per_inference),
+            extra_data=onnx_extra_data(task, intensity, per_inference, onnx_file_present=onnx_file_present),
         )
 
     def _tracker(self, inputs: TaskInputs, task: Task) -> TaskOutput:

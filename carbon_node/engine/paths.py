@@ -1,8 +1,9 @@
 """Choose how a task is answered, keeping upstream's ``mode`` values (PROTOCOL.md 7.4, K3).
 
 - ``no_model``: the provider found no model (``NO_MODEL``, any case): zeros and upstream's message.
-- ``onnx_hw_only``: ``model_path`` names an ONNX file: HW power x latency, no measurement. The file
-  must exist (checked with a stat; it is never read).
+- ``onnx_hw_only``: ``model_path`` ends with ``.onnx``: HW power x latency, no measurement. As
+  upstream, the file is never opened and need not exist on this host (the model provider usually
+  runs elsewhere); whether it does is reported (``onnx_file_present``, one stat).
 - ``tracker``: measure the model's forward passes under carbontracker.
 - ``error``: anything that cannot be answered; decided here when it is known before measuring.
 
@@ -43,10 +44,15 @@ class Mode(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Route:
-    """The chosen path, and for ``error`` the user-facing message."""
+    """The chosen path, and for ``error`` the user-facing message.
+
+    ``onnx_file_present``: on ``onnx_hw_only``, whether ``model_path`` names an existing regular
+    file on this host (provenance only: the path is answered either way); ``None`` elsewhere.
+    """
 
     mode: Mode
     error: str | None = None
+    onnx_file_present: bool | None = None
 
 
 def _is_file(path: str) -> bool:
@@ -63,9 +69,7 @@ def choose_route(task: Task, is_file: Callable[[str], bool] = _is_file) -> Route
     if task.hw_problem is not None:
         return Route(Mode.ERROR, failed(task.hw_problem))
     if task.is_onnx:
-        if not is_file(task.model_path):
-            return Route(Mode.ERROR, f"ONNX file not found: {task.model_path}")
-        return Route(Mode.ONNX_HW_ONLY)
+        return Route(Mode.ONNX_HW_ONLY, onnx_file_present=is_file(task.model_path))
     if not task.model:
         return Route(Mode.ERROR, failed("the MLModel input names no model (empty model and no .onnx model_path)"))
     return Route(Mode.TRACKER)

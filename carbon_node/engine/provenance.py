@@ -20,6 +20,7 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 | ``latency_unit``, ``latency_s``, ``power_w`` | the HW input as understood (F2) |
 | ``pue``, ``cached``, ``measured_at``, ``carbontracker_version`` | measurement provenance |
 | ``model_class``, ``device``, ``dtype`` | what was run |
+| ``onnx_file_present`` | ``onnx_hw_only`` only: whether ``model_path`` exists on this host (never read) |
 | ``units`` | units of the three published doubles |
 | ``warnings`` | input problems that did not stop the task (only when there are some) |
 """
@@ -76,8 +77,14 @@ def simple_extra_data(task: Task, mode: Mode, error: str | None = None) -> dict[
     return data
 
 
-def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInference) -> dict[str, Any]:
-    """``extra_data`` of an ``onnx_hw_only`` output: HW power x latency, nothing measured."""
+def onnx_extra_data(
+    task: Task, intensity: Intensity, per_inference: PerInference, *, onnx_file_present: bool
+) -> dict[str, Any]:
+    """``extra_data`` of an ``onnx_hw_only`` output: HW power x latency, nothing measured.
+
+    ``onnx_file_present``: whether ``model_path`` exists on this host (never read; as upstream, the
+    answer does not depend on it).
+    """
     data = base_extra_data(task.model, task.user_extra)
     data["mode"] = Mode.ONNX_HW_ONLY.value
     data.update(_intensity_keys(intensity))
@@ -104,6 +111,7 @@ def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInferenc
             "model_class": None,
             "device": None,
             "dtype": None,
+            "onnx_file_present": onnx_file_present,
         }
     )
     data.update(_tail(task))

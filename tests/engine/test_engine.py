@@ -120,12 +120,34 @@ def test_onnx_uses_the_users_region_when_no_intensity_is_configured(onnx_file: s
     assert published(out)["grid_ci_zone"] == "ES"
 
 
-def test_a_missing_onnx_file_is_an_error_naming_the_path(tmp_path: Path) -> None:
-    missing = str(tmp_path / "absent.onnx")
-    out = engine().handle(make_inputs(model_path=missing, latency=1.0, power=1.0))
-    assert out.mode == "error"
-    assert published(out)["error"] == f"ONNX file not found: {missing}"
-    assert (out.carbon_g, out.energy_kwh, out.grid_ci_g_per_kwh) == (0.0, 0.0, 0.0)
+@pytest.mark.parametrize("name", ["absent.onnx", "standin_model.onnx", "models/export/unet.onnx"])
+def test_an_onnx_path_absent_on_this_host_is_answered_like_upstream(tmp_path: Path, name: str) -> None:
+    # Upstream never opens the file: the model provider's export path is usually on another host.
+    measurer = FakeMeasurer()
+    for model_path in (str(tmp_path / name), name):  # absolute and relative (to the node's cwd)
+        out = engine(measurer, grid_ci_g_per_kwh=200.0, latency_unit="s").handle(
+            make_inputs(model_path=model_path, latency=3600.0, power=10.0)
+        )
+        assert out.mode == "onnx_hw_only"
+        assert out.energy_kwh == pytest.approx(0.01, rel=1e-12)
+        assert out.carbon_g == pytest.approx(2.0, rel=1e-12)
+        assert published(out)["onnx_file_present"] is False
+        assert "error" not in published(out)
+    assert measurer.call_count == 0
+
+
+def test_an_existing_onnx_file_is_reported_present(onnx_file: str) -> None:
+    out = engine(grid_ci_g_per_kwh=200.0).handle(make_inputs(model_path=onnx_file, latency=1.0, power=10.0))
+    assert out.mode == "onnx_hw_only"
+    assert published(out)["onnx_file_present"] is True
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0])
+def test_an_absent_onnx_file_with_unusable_hw_numbers_is_still_an_error(bad: float) -> None:
+    for kwargs in ({"latency": bad, "power": 1.0}, {"latency": 1.0, "power": bad}):
+        out = engine().handle(make_inputs(model_path="absent.onnx", **kwargs))
+        assert out.mode == "error"
+        assert (out.carbon_g, out.energy_kwh, out.grid_ci_g_per_kwh) == (0.0, 0.0, 0.0)
 
 
 # tracker

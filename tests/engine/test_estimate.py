@@ -32,11 +32,14 @@ def test_a_no_model_estimate_exits_1_with_upstreams_message() -> None:
     assert "No model selected (NO_MODEL)" in out.getvalue()
 
 
-def test_a_missing_onnx_file_exits_1_and_names_it(tmp_path: Path) -> None:
+def test_an_onnx_estimate_needs_no_file_on_this_host(tmp_path: Path) -> None:
     out = io.StringIO()
-    status = run_estimate(Settings(), "unet", 1.0, 1.0, "", str(tmp_path / "gone.onnx"), False, out, io.StringIO())
-    assert status == 1
-    assert "ONNX file not found:" in out.getvalue()
+    settings = Settings(grid_ci_g_per_kwh=200.0)
+    status = run_estimate(settings, "unet", 0.5, 10.0, "", str(tmp_path / "gone.onnx"), True, out, io.StringIO())
+    result = json.loads(out.getvalue())
+    assert status == 0
+    assert result["carbon_footprint"] == 1.0
+    assert result["extra_data"]["onnx_file_present"] is False
 
 
 def test_the_table_shows_value_unit_and_source_of_each_double() -> None:
