@@ -77,9 +77,7 @@ def simple_extra_data(task: Task, mode: Mode, error: str | None = None) -> dict[
     return data
 
 
-def onnx_extra_data(
-    task: Task, intensity: Intensity, per_inference: PerInference, *, onnx_file_present: bool
-) -> dict[str, Any]:
+def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInference, *, onnx_file_present: bool) -> dict[str, Any]:
     """``extra_data`` of an ``onnx_hw_only`` output: HW power x latency, nothing measured.
 
     ``onnx_file_present``: whether ``model_path`` exists on this host (never read; as upstream, the
