@@ -20,6 +20,14 @@ Pre-processors are tried in upstream order (tokenizer, image processor, feature 
 except that a config with both a text and a vision tower tries the joint processor first (upstream
 picked the tokenizer and then failed the forward pass).
 
+Measuring costs compute, not meaning: a directory with no pre-processor files (a config and weights
+only, as ``save_pretrained`` of a model writes), or whose pre-processor loads nothing usable, gets a
+synthetic input built from the config (:func:`synthetic_inputs`): token ids within ``vocab_size`` of
+:data:`DUMMY_TEXT_TOKENS` tokens, pixels of the config's image size and channels, video frames,
+raw audio or log-mel features; the notes say so. Without pre-processor files transformers 5 still
+"loads" a tokenizer with an empty vocabulary, which encodes the dummy text as zero tokens (the
+forward pass then fails with "cannot reshape tensor of 0 elements"): such a tokenizer is never used.
+
 This module imports torch and transformers: only the worker process imports it.
 """
 
@@ -62,6 +70,30 @@ DUMMY_IMAGE_PX = 224
 VIDEO_FRAMES = 16
 """Frames of the dummy video input."""
 
+DUMMY_TEXT_TOKENS = 7
+"""Length of a synthetic token-id input: :data:`DUMMY_TEXT` as a BERT tokenizer encodes it
+(``[CLS] how to prepare coffee ? [SEP]``), the length the text path runs."""
+
+AUDIO_SAMPLES = 16_000
+"""Samples of a synthetic raw-audio input: one second at 16 kHz."""
+
+PREPROCESSOR_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "special_tokens_map.json",
+        "preprocessor_config.json",
+        "processor_config.json",
+        "video_preprocessor_config.json",
+        "chat_template.json",
+    }
+)
+"""Files whose presence means the directory has a tokenizer or processor to try (also ``*.model``,
+``*.tiktoken``: sentencepiece and tiktoken vocabularies)."""
+
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 """Files whose presence means the directory holds weights to load."""
 
@@ -71,7 +103,7 @@ HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py"]
 _HF_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?(?:/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?)?")
 """A Hugging Face repo id: ``name`` or ``owner/name``, alphanumerics with ``.``, ``_``, ``-`` inside."""
 
-InputKind = Literal["text", "image", "video", "text+image"]
+InputKind = Literal["text", "image", "video", "text+image", "audio"]
 
 
 @dataclass(frozen=True)
@@ -318,6 +350,90 @@ def make_dummy_inputs(label: str, preprocessor: Any, config: Any) -> tuple[Input
     return "text", dict(tokenizer(DUMMY_TEXT, return_tensors="pt", padding=True, truncation=True))
 
 
+def has_preprocessor_files(directory: Path) -> bool:
+    """Whether ``directory`` holds any tokenizer or processor file (see :data:`PREPROCESSOR_FILES`)."""
+    try:
+        names = [entry.name for entry in os.scandir(directory) if entry.is_file()]
+    except OSError:
+        return False
+    return any(name in PREPROCESSOR_FILES or name.endswith((".model", ".tiktoken")) for name in names)
+
+
+def _usable(inputs: Mapping[str, Any]) -> bool:
+    """An encoded input is usable when it has at least one tensor and no empty one."""
+    tensors = [value for value in inputs.values() if isinstance(value, torch.Tensor)]
+    return bool(tensors) and all(t.numel() > 0 for t in tensors)
+
+
+def _side(value: Any) -> tuple[int, int] | None:
+    """(height, width) from a config's ``image_size`` (an int or a pair)."""
+    if isinstance(value, int) and value > 0:
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def _token_ids(config: Any, what: str) -> dict[str, Any]:
+    vocab_size = getattr(config, "vocab_size", None)
+    if not isinstance(vocab_size, int) or vocab_size <= 0:
+        raise _NoSynthetic(f"{what} needs token ids, and the config gives no vocab_size")
+    length = DUMMY_TEXT_TOKENS
+    max_positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(max_positions, int) and max_positions > 0:
+        length = min(length, max_positions)
+    generator = torch.Generator().manual_seed(0)  # the same ids every time: measurements repeat
+    ids = torch.randint(0, vocab_size, (1, length), generator=generator, dtype=torch.long)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+
+
+def _pixels(config: Any, what: str, *, frames: int | None = None) -> torch.Tensor:
+    side = _side(getattr(config, "image_size", None))
+    if side is None:
+        raise _NoSynthetic(f"{what} needs pixel values, and the config gives no image_size")
+    channels = getattr(config, "num_channels", 3)
+    channels = channels if isinstance(channels, int) and channels > 0 else 3
+    shape = (1, channels, *side) if frames is None else (1, frames, channels, *side)
+    return torch.ones(shape, dtype=torch.float32)
+
+
+class _NoSynthetic(Exception):
+    """No synthetic input can be built; the message names what is missing."""
+
+
+def synthetic_inputs(config: Any, main_input: str) -> tuple[InputKind, dict[str, Any], str]:
+    """An input built from ``config`` alone for a model whose main input is ``main_input``.
+
+    Returns (kind, tensors, a note describing them). Raises ``_NoSynthetic`` naming what is missing.
+    """
+    if _is_text_and_vision(config):
+        inputs = _token_ids(config.text_config, "the text tower")
+        inputs["pixel_values"] = _pixels(config.vision_config, "the vision tower")
+        shape = "x".join(str(n) for n in inputs["pixel_values"].shape[1:])
+        return "text+image", inputs, f"{inputs['input_ids'].shape[1]} token ids and a {shape} image"
+    if main_input == "input_ids":
+        inputs = _token_ids(config, "the model")
+        return "text", inputs, f"{inputs['input_ids'].shape[1]} token ids within vocab_size {config.vocab_size}"
+    if main_input == "pixel_values":
+        frames = getattr(config, "num_frames", None)
+        if isinstance(frames, int) and frames > 0:
+            pixels = _pixels(config, "the model", frames=frames)
+            return "video", {"pixel_values": pixels}, f"{frames} frames of {'x'.join(map(str, pixels.shape[2:]))}"
+        pixels = _pixels(config, "the model")
+        return "image", {"pixel_values": pixels}, f"a {'x'.join(map(str, pixels.shape[1:]))} image"
+    if main_input == "input_values":
+        return "audio", {"input_values": torch.zeros(1, AUDIO_SAMPLES)}, f"{AUDIO_SAMPLES} audio samples (1 s at 16 kHz)"
+    if main_input == "input_features":
+        mel_bins = getattr(config, "num_mel_bins", None)
+        positions = getattr(config, "max_source_positions", None)
+        if not isinstance(mel_bins, int) or not isinstance(positions, int):
+            raise _NoSynthetic("the model needs audio features, and the config gives no num_mel_bins or max_source_positions")
+        # Whisper-style encoders halve the frames with a stride-2 convolution.
+        features = torch.zeros(1, mel_bins, 2 * positions)
+        return "audio", {"input_features": features}, f"{mel_bins} mel bins x {2 * positions} frames of audio features"
+    raise _NoSynthetic(f"the model's main input {main_input!r} cannot be built from a config")
+
+
 def add_decoder_inputs(inputs: dict[str, Any], config: Any) -> dict[str, Any]:
     """Encoder-decoder models need decoder ids: the encoder ids (upstream), else one start token."""
     if not getattr(config, "is_encoder_decoder", False) or "decoder_input_ids" in inputs:
@@ -347,6 +463,35 @@ def fit_inputs(model: Any, inputs: Mapping[str, Any], device: torch.device, dtyp
     return fitted
 
 
+def _dummy_or_synthetic(
+    spec: MeasureSpec,
+    cls: Any,
+    config: Any,
+    preprocessor: tuple[str, Any] | None,
+    problem: str,
+    notes: list[str],
+) -> tuple[InputKind, dict[str, Any]]:
+    """The pre-processor's dummy input when it gives a usable one, else a synthetic input (noted)."""
+    if preprocessor is not None:
+        label, loaded = preprocessor
+        with_what = type(loaded).__name__
+        try:
+            kind, raw_inputs = make_dummy_inputs(label, loaded, config)
+        except Exception as exc:
+            problem = f"could not make a dummy input with {with_what}: {_first_line(exc)}"
+        else:
+            if _usable(raw_inputs):
+                return kind, raw_inputs
+            problem = f"{with_what} encoded the dummy {kind} input as an empty tensor"
+    main_input = getattr(cls, "main_input_name", None) or "input_ids"
+    try:
+        kind, raw_inputs, described = synthetic_inputs(config, str(main_input))
+    except _NoSynthetic as exc:
+        raise ModelRejected(f"model {spec.model!r}: no input can be built: {problem}, and {exc}") from None
+    notes.append(f"synthetic input built from the config ({described}): {problem}")
+    return kind, raw_inputs
+
+
 def load_model(spec: MeasureSpec, source: ModelSource, *, make_room: Callable[[int], None] | None = None) -> LoadedModel:
     """Load ``source`` for ``spec`` and prove it with one forward pass; raises :class:`ModelRejected`.
 
@@ -363,7 +508,13 @@ def load_model(spec: MeasureSpec, source: ModelSource, *, make_room: Callable[[i
         make_room(param_bytes)
 
     notes: list[str] = []
-    label, preprocessor = _load_preprocessor(source, config, spec)
+    preprocessor: tuple[str, Any] | None = None
+    preprocessor_problem = "no tokenizer or processor files in the model directory"
+    if has_preprocessor_files(source.directory):
+        try:
+            preprocessor = _load_preprocessor(source, config, spec)
+        except ModelRejected as exc:
+            preprocessor_problem = str(exc).removeprefix(f"model {spec.model!r}: ")
     try:
         if _has_weights(source.directory):
             model = cls.from_pretrained(
@@ -379,11 +530,7 @@ def load_model(spec: MeasureSpec, source: ModelSource, *, make_room: Callable[[i
         raise ModelRejected(f"model {spec.model!r} could not be built: {_first_line(exc)}") from exc
     model = model.to(device).eval()
 
-    try:
-        kind, raw_inputs = make_dummy_inputs(label, preprocessor, config)
-    except Exception as exc:
-        with_what = type(preprocessor).__name__
-        raise ModelRejected(f"model {spec.model!r}: could not make a dummy input with {with_what}: {_first_line(exc)}") from exc
+    kind, raw_inputs = _dummy_or_synthetic(spec, cls, config, preprocessor, preprocessor_problem, notes)
     inputs = fit_inputs(model, add_decoder_inputs(raw_inputs, config), device, dtype)
     loaded = LoadedModel(model, inputs, cls.__name__, kind, str(device), str(dtype).removeprefix("torch."), param_bytes, notes)
     try:

@@ -18,6 +18,9 @@ build_tiny_multimodal     CLIP (text and vision towers)     text + image (proces
 build_tiny_seq2seq_model  T5 encoder-decoder                text, decoder ids
 ========================  ================================  ==========================
 
+``build_bare_model`` writes what ``save_pretrained`` of a model alone writes (a config and weights, no
+tokenizer or processor) for one of :data:`BARE_ARCHITECTURES`: the loader builds a synthetic input.
+
 ``build_tiny_onnx`` writes a tiny valid ONNX graph (``Y = X @ W + B``) for the ONNX path.
 
 torch and transformers are imported inside the builders: importing this module is cheap.
@@ -29,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "BARE_ARCHITECTURES",
     "TINY_WORDS",
+    "build_bare_model",
     "build_tiny_image_model",
     "build_tiny_multimodal_model",
     "build_tiny_onnx",
@@ -220,6 +225,50 @@ def build_tiny_seq2seq_model(directory: Path, *, weights: bool = False) -> Path:
     config.decoder_start_token_id = 0  # T5 starts decoding from the pad token
     _save(T5Model(config) if weights else config, directory, weights=weights)
     tokenizer.save_pretrained(directory)
+    return directory
+
+
+BARE_ARCHITECTURES = ("gpt2", "bert", "vit", "videomae", "clip", "t5", "bart", "time_series_transformer")
+"""Architectures :func:`build_bare_model` builds; the last one takes time series (``past_values``),
+which no config describes enough to synthesise."""
+
+
+def _bare_model(architecture: str, *, layers: int, hidden: int) -> Any:
+    import transformers as tf
+
+    heads = 2
+    text: dict[str, Any] = {"vocab_size": 100, "max_position_embeddings": 64}
+    vision: dict[str, Any] = {"image_size": _IMAGE_SIZE, "patch_size": _PATCH}
+    encoder: dict[str, Any] = {"hidden_size": hidden, "num_hidden_layers": layers, "num_attention_heads": heads}
+    encoder["intermediate_size"] = 2 * hidden
+    seq2seq: dict[str, Any] = {"d_model": hidden, "encoder_attention_heads": heads, "decoder_attention_heads": heads}
+    seq2seq |= {"encoder_ffn_dim": 2 * hidden, "decoder_ffn_dim": 2 * hidden, "encoder_layers": layers, "decoder_layers": layers}
+    if architecture == "gpt2":
+        return tf.GPT2Model(tf.GPT2Config(vocab_size=100, n_positions=64, n_embd=hidden, n_layer=layers, n_head=heads))
+    if architecture == "bert":
+        return tf.BertModel(tf.BertConfig(**text, **encoder))
+    if architecture == "vit":
+        return tf.ViTModel(tf.ViTConfig(**vision, **encoder))
+    if architecture == "videomae":
+        return tf.VideoMAEModel(tf.VideoMAEConfig(**vision, **encoder, num_frames=4, tubelet_size=2))
+    if architecture == "clip":
+        clip = tf.CLIPConfig(text_config={**text, **encoder}, vision_config={**vision, **encoder}, projection_dim=16)
+        return tf.CLIPModel(clip)
+    if architecture == "t5":
+        t5 = tf.T5Config(vocab_size=100, d_model=hidden, d_kv=16, d_ff=2 * hidden, num_layers=layers, num_heads=heads)
+        return tf.T5Model(t5)
+    if architecture == "bart":
+        return tf.BartModel(tf.BartConfig(**text, **seq2seq))
+    if architecture == "time_series_transformer":
+        series = tf.TimeSeriesTransformerConfig(prediction_length=4, context_length=4, lags_sequence=[1], **seq2seq)
+        return tf.TimeSeriesTransformerModel(series)
+    raise ValueError(f"unknown architecture {architecture!r} (one of {', '.join(BARE_ARCHITECTURES)})")
+
+
+def build_bare_model(directory: Path, architecture: str, *, layers: int = 1, hidden: int = _HIDDEN) -> Path:
+    """``save_pretrained`` of a randomly initialised ``architecture`` model: config and weights only."""
+    directory = _prepare(directory)
+    _bare_model(architecture, layers=layers, hidden=hidden).save_pretrained(directory)
     return directory
 
 

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from carbon_node.measure import tiny
-from carbon_node.measure.models import LoadedModel, load_model, resolve_model_source, validate_model_string
+from carbon_node.measure.models import (
+    DUMMY_TEXT_TOKENS,
+    LoadedModel,
+    has_preprocessor_files,
+    load_model,
+    resolve_model_source,
+    validate_model_string,
+)
 from carbon_node.measure.protocol import MeasureSpec, ModelRejected
 
 
@@ -134,3 +141,64 @@ def test_with_model_dirs_a_local_model_outside_them_is_refused(tmp_path: Path) -
             resolve_model_source(str(sneaky), timeout_s=1.0, allowed_dirs=(str(allowed),))
     # Without the setting any absolute directory is accepted (upstream behaviour).
     assert resolve_model_source(str(outside / "m"), timeout_s=1.0).directory == outside / "m"
+
+
+# Models without a tokenizer or processor: synthetic inputs from the config (issue 9, item 3)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "model_class", "input_kind", "input_names"),
+    [
+        ("gpt2", "GPT2Model", "text", {"input_ids", "attention_mask"}),
+        ("bert", "BertModel", "text", {"input_ids", "attention_mask"}),
+        ("vit", "ViTModel", "image", {"pixel_values"}),
+        ("videomae", "VideoMAEModel", "video", {"pixel_values"}),
+        ("clip", "CLIPModel", "text+image", {"input_ids", "attention_mask", "pixel_values"}),
+        ("t5", "T5Model", "text", {"input_ids", "attention_mask", "decoder_input_ids"}),
+        ("bart", "BartModel", "text", {"input_ids", "attention_mask", "decoder_input_ids"}),
+    ],
+)
+def test_a_model_saved_without_pre_processor_runs_on_a_synthetic_input_and_says_so(
+    tmp_path: Path, architecture: str, model_class: str, input_kind: str, input_names: set[str]
+) -> None:
+    directory = tiny.build_bare_model(tmp_path / architecture, architecture)
+    assert not has_preprocessor_files(directory)
+    loaded = load(str(directory))
+    assert (loaded.model_class, loaded.input_kind) == (model_class, input_kind)
+    assert set(loaded.inputs) == input_names
+    assert any(note.startswith("synthetic input built from the config") for note in loaded.notes), loaded.notes
+
+
+@pytest.mark.parametrize("architecture", ["gpt2", "bert", "t5"])
+def test_synthetic_token_ids_are_within_the_vocabulary_and_as_long_as_the_dummy_text(tmp_path: Path, architecture: str) -> None:
+    loaded = load(str(tiny.build_bare_model(tmp_path / architecture, architecture)))
+    ids = loaded.inputs["input_ids"]
+    assert ids.shape == (1, DUMMY_TEXT_TOKENS)
+    assert int(ids.min()) >= 0 and int(ids.max()) < 100  # the bare models' vocab_size
+    assert len(load(tiny_text_dir(tmp_path)).inputs["input_ids"][0]) == DUMMY_TEXT_TOKENS
+
+
+def tiny_text_dir(tmp_path: Path) -> str:
+    return str(tiny.build_tiny_text_model(tmp_path / "with-tokenizer"))
+
+
+def test_synthetic_pixels_and_frames_follow_the_config(tmp_path: Path) -> None:
+    image = load(str(tiny.build_bare_model(tmp_path / "vit", "vit")))
+    assert tuple(image.inputs["pixel_values"].shape) == (1, 3, 32, 32)
+    video = load(str(tiny.build_bare_model(tmp_path / "videomae", "videomae")))
+    assert tuple(video.inputs["pixel_values"].shape) == (1, 4, 3, 32, 32)
+
+
+def test_a_model_whose_input_cannot_be_synthesised_is_refused_in_one_line_naming_what_is_missing(tmp_path: Path) -> None:
+    directory = tiny.build_bare_model(tmp_path / "series", "time_series_transformer")
+    with pytest.raises(ModelRejected) as raised:
+        load(str(directory))
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "no tokenizer or processor files" in message
+    assert "'past_values'" in message
+
+
+def test_a_model_with_its_tokenizer_still_uses_it(tiny_models: dict[str, str]) -> None:
+    loaded = load(tiny_models["text"])
+    assert not any("synthetic" in note for note in loaded.notes)

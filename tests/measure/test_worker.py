@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from carbon_node.measure import tiny
 from carbon_node.measure.protocol import MeasureSpec
 from carbon_node.measure.worker import MeasureService, ModelCache, WorkerConfig
 
@@ -118,3 +119,10 @@ def test_the_model_cache_count_bound_evicts_the_older_model(service: MeasureServ
     reply = service.reply(1, spec(tiny_models["image"]))
     assert reply.cached_models == 1
     assert service.measure(spec(tiny_models["text"])).load_s > 0
+
+
+def test_a_bare_model_is_measured_on_a_synthetic_input_named_in_the_notes(service: MeasureService, tmp_path: Path) -> None:
+    directory = tiny.build_bare_model(tmp_path / "gpt2", "gpt2", layers=2)
+    measurement = service.measure(spec(str(directory)))
+    assert measurement.forward_passes > 0 and measurement.energy_kwh > 0
+    assert any(note.startswith("synthetic input built from the config (7 token ids") for note in measurement.notes)
