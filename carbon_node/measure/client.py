@@ -12,7 +12,9 @@
 - Shutdown: :meth:`~WorkerMeasurer.abort` kills the worker of a running measurement (from any thread);
   :meth:`~WorkerMeasurer.close` stops the worker.
 - Measurement cache: a spec measured less than ``measure_cache_ttl_s`` seconds ago is answered with the
-  earlier Measurement (``cached=True``) without running the model; 0 disables it.
+  earlier Measurement (``cached=True``) without running the model, as long as the model string still
+  names the same model (:mod:`carbon_node.measure.identity`: a stat of the directory's files or a read
+  of the hub cache's ``refs/main`` per lookup); 0 disables it.
 
 Importing this module does not import torch, transformers or carbontracker: the DDS process stays light.
 """
@@ -34,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from carbon_node.measure.identity import model_identity
 from carbon_node.measure.protocol import (
     MeasureError,
     Measurement,
@@ -158,6 +161,7 @@ class WorkerMeasurer:
         self._closed = False
         self._request_id = 0
         self._results: OrderedDict[MeasureSpec, tuple[Measurement, float]] = OrderedDict()
+        self._hub_cache: str | None = None  # the worker's hub cache directory, from its Ready
         self.worker_restarts = 0
         """Workers replaced after a timeout, a crash or an abort."""
         self.cached_models = 0
@@ -251,6 +255,8 @@ class WorkerMeasurer:
                 with self._state:
                     self._busy = False
             self.cached_models = reply.cached_models
+            if worker.ready is not None:
+                self._hub_cache = worker.ready.hub_cache or None
             if reply.measurement is None:
                 error = ModelRejected if reply.error_kind == "rejected" else MeasureError
                 raise error(reply.message)
@@ -335,6 +341,11 @@ class WorkerMeasurer:
             return None
         measurement, stored_at = entry
         if self._clock() - stored_at >= self.measure_cache_ttl_s:
+            del self._results[self._cache_key(spec)]
+            return None
+        identity = model_identity(spec.model, self._hub_cache)
+        if identity is None or identity != measurement.model_identity:
+            log.info("measure.cache_stale", model=spec.model, measured=measurement.model_identity, now=identity)
             del self._results[self._cache_key(spec)]
             return None
         return dataclasses.replace(measurement, cached=True, load_s=0.0, measure_s=0.0)

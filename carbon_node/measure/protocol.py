@@ -96,6 +96,9 @@ class Measurement:
     gpu_power_source: str | None = None
     """``nvml`` when a GPU was measured, else None."""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    model_identity: str | None = None
+    """What the model string named when it was measured (:mod:`carbon_node.measure.identity`): the
+    measurement cache answers only while the model still has this identity."""
 
     @property
     def energy_per_pass_kwh(self) -> float:

@@ -244,7 +244,9 @@ def _bare_model(architecture: str, *, layers: int, hidden: int) -> Any:
     seq2seq: dict[str, Any] = {"d_model": hidden, "encoder_attention_heads": heads, "decoder_attention_heads": heads}
     seq2seq |= {"encoder_ffn_dim": 2 * hidden, "decoder_ffn_dim": 2 * hidden, "encoder_layers": layers, "decoder_layers": layers}
     if architecture == "gpt2":
-        return tf.GPT2Model(tf.GPT2Config(vocab_size=100, n_positions=64, n_embd=hidden, n_layer=layers, n_head=heads))
+        gpt2 = tf.GPT2Config(vocab_size=100, n_positions=64, n_embd=hidden, n_layer=layers, n_head=heads)
+        gpt2.bos_token_id = gpt2.eos_token_id = 1  # within the tiny vocabulary
+        return tf.GPT2Model(gpt2)
     if architecture == "bert":
         return tf.BertModel(tf.BertConfig(**text, **encoder))
     if architecture == "vit":

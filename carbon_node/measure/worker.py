@@ -9,7 +9,9 @@ and talks to it over a pipe:
 - client -> worker: ``("stop",)``: the worker exits.
 
 :class:`MeasureService` does the work for one spec (resolve, load or reuse, window) and can also run in
-the calling process. Loaded models stay in a :class:`ModelCache`, bounded by count and parameter bytes.
+the calling process. Loaded models stay in a :class:`ModelCache`, bounded by count and parameter bytes,
+keyed on the model's identity (:mod:`carbon_node.measure.identity`: a local directory's files, a hub
+snapshot's commit), so a model replaced at the same path is loaded anew and its old version dropped.
 
 Errors cross the pipe typed: ``Reply.error_kind`` is ``"rejected"`` (:class:`ModelRejected`) or
 ``"error"`` (:class:`MeasureError`), and ``Reply.message`` is the user-facing text.
@@ -37,6 +39,7 @@ from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 
 import structlog
 
+from carbon_node.measure.identity import directory_identity, snapshot_identity
 from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec, ModelRejected
 
 if TYPE_CHECKING:
@@ -203,7 +206,9 @@ class MeasureService:
 
         load_started = time.perf_counter()
         source = models.resolve_model_source(spec.model, timeout_s=spec.load_timeout_s, allowed_dirs=spec.model_dirs)
-        key = (str(source.directory), spec.device, spec.trust_remote_code)
+        identity = snapshot_identity(source.directory) if source.from_hub else directory_identity(source.directory)
+        key = (str(source.directory), identity, spec.device, spec.trust_remote_code)
+        self._drop_other_versions(key)
         loaded = self.models.get(key)
         notes: list[str] = []
         if loaded is not None:
@@ -245,7 +250,16 @@ class MeasureService:
             load_s=load_s,
             measure_s=result.measure_s,
             notes=(*loaded.notes, *plan.notes, *notes),
+            model_identity=identity,
         )
+
+    def _drop_other_versions(self, key: tuple[str, str | None, str, bool]) -> None:
+        """Evict entries of the same directory and options whose identity differs: they are stale."""
+        directory, identity, *options = key
+        for other in self.models.keys():  # noqa: SIM118 - a list copy: entries are discarded while looping
+            if isinstance(other, tuple) and other[0] == directory and list(other[2:]) == options and other[1] != identity:
+                log.info("worker.model_changed", directory=directory, old=other[1], new=identity)
+                self.models.discard(other)
 
     def reply(self, request_id: int, spec: MeasureSpec) -> Reply:
         """:meth:`measure` with every failure turned into a typed :class:`Reply` (never raises)."""
