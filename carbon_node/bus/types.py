@@ -3,7 +3,9 @@
 Every struct is FINAL (PROTOCOL.md 3.5 item 2): upstream declares them APPENDABLE, but in XCDR1 an
 appendable struct carries no DHEADER, so the bytes are identical, and Cyclone then matches Fast DDS
 endpoints by type name. Type names are unscoped, enums are 32-bit, field order is the member id order
-(PROTOCOL.md 2.3). The tests check these classes against bytes captured from the real upstream stack.
+(PROTOCOL.md 2.3). ``sequence<octet>`` is a sequence of ``byte`` (TK_BYTE in the TypeInformation, as
+the IDL and Fast DDS say; ``uint8`` would be TK_UINT8, which a Cyclone peer checking type information
+does not match). The tests check these classes against bytes captured from the real upstream stack.
 
 These classes are the wire edge only: the rest of the node works on the typed dataclasses of
 ``carbon_node.engine.task``.
@@ -17,12 +19,12 @@ from cyclonedds.idl.annotations import final, key
 
 if TYPE_CHECKING:  # what the cyclonedds annotations hold, in terms a type checker understands
     from builtins import float as float64
+    from builtins import int as byte
     from builtins import int as int32
-    from builtins import int as uint8
     from builtins import int as uint32
     from builtins import list as sequence
 else:
-    from cyclonedds.idl.types import float64, int32, sequence, uint8, uint32
+    from cyclonedds.idl.types import byte, float64, int32, sequence, uint32
 
 __all__ = [
     "WIRE_TYPES",
@@ -146,7 +148,7 @@ class UserInputImpl(IdlStruct, typename="UserInputImpl"):
     desired_carbon_footprint: float64 = 0.0
     geo_location_continent: str = ""
     geo_location_region: str = ""
-    extra_data: sequence[uint8] = field(default_factory=list)
+    extra_data: sequence[byte] = field(default_factory=list)
     task_id: TaskIdImpl = field(default_factory=TaskIdImpl)
     key("task_id")
 
@@ -158,12 +160,12 @@ class MLModelImpl(IdlStruct, typename="MLModelImpl"):
 
     model_path: str = ""
     model: str = ""
-    raw_model: sequence[uint8] = field(default_factory=list)
+    raw_model: sequence[byte] = field(default_factory=list)
     model_properties_path: str = ""
     model_properties: str = ""
     input_batch: sequence[str] = field(default_factory=list)
     target_latency: float64 = 0.0
-    extra_data: sequence[uint8] = field(default_factory=list)
+    extra_data: sequence[byte] = field(default_factory=list)
     task_id: TaskIdImpl = field(default_factory=TaskIdImpl)
     key("task_id")
 
@@ -178,7 +180,7 @@ class HWResourceImpl(IdlStruct, typename="HWResourceImpl"):
     latency: float64 = 0.0
     memory_footprint_of_ml_model: float64 = 0.0
     max_hw_memory_footprint: float64 = 0.0
-    extra_data: sequence[uint8] = field(default_factory=list)
+    extra_data: sequence[byte] = field(default_factory=list)
     task_id: TaskIdImpl = field(default_factory=TaskIdImpl)
     key("task_id")
 
@@ -191,7 +193,7 @@ class CO2FootprintImpl(IdlStruct, typename="CO2FootprintImpl"):
     carbon_footprint: float64 = 0.0
     energy_consumption: float64 = 0.0
     carbon_intensity: float64 = 0.0
-    extra_data: sequence[uint8] = field(default_factory=list)
+    extra_data: sequence[byte] = field(default_factory=list)
     task_id: TaskIdImpl = field(default_factory=TaskIdImpl)
     key("task_id")
 
