@@ -20,6 +20,7 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 | ``latency_unit``, ``latency_s``, ``power_w`` | the HW input as understood (F2) |
 | ``pue``, ``cached``, ``measured_at``, ``carbontracker_version`` | measurement provenance |
 | ``model_class``, ``device``, ``dtype`` | what was run |
+| ``measurement_notes`` | ``tracker`` only, when there are some: how the model was run (weights, synthetic input, ...) |
 | ``onnx_file_present`` | ``onnx_hw_only`` only: whether ``model_path`` exists on this host (never read) |
 | ``units`` | units of the three published doubles |
 | ``warnings`` | input problems that did not stop the task (only when there are some) |
