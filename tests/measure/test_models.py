@@ -202,3 +202,12 @@ def test_a_model_whose_input_cannot_be_synthesised_is_refused_in_one_line_naming
 def test_a_model_with_its_tokenizer_still_uses_it(tiny_models: dict[str, str]) -> None:
     loaded = load(tiny_models["text"])
     assert not any("synthetic" in note for note in loaded.notes)
+
+
+def test_a_tokenizer_that_encodes_the_dummy_text_as_nothing_is_replaced_by_synthetic_ids(tmp_path: Path) -> None:
+    # A special-tokens file alone makes transformers "load" a tokenizer with an empty vocabulary.
+    directory = tiny.build_bare_model(tmp_path / "gpt2", "gpt2")
+    (directory / "special_tokens_map.json").write_text('{"eos_token": "<|endoftext|>"}')
+    loaded = load(str(directory))
+    assert loaded.inputs["input_ids"].shape == (1, DUMMY_TEXT_TOKENS)
+    assert any("encoded the dummy text input as an empty tensor" in note for note in loaded.notes), loaded.notes
