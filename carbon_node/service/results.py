@@ -8,8 +8,9 @@ timeout) -> one ``SELECT`` of the columns that every journal has (extra columns 
 Reading never disturbs a running node: the node keeps its journal in WAL mode, where readers do not
 block the writer nor wait for it, and this reader takes one snapshot with one statement. A journal in
 another mode (a file not written by the node) is read the same way; one short statement holds its
-shared lock. A missing or unreadable file raises :class:`JournalReadError` with one line that says
-which file and why.
+shared lock. SQLite needs the WAL's ``-wal`` and ``-shm`` files to read a WAL-mode file, even read-only:
+where they are absent (the node stopped) it creates them, empty, beside the journal, and leaves them.
+A missing or unreadable file raises :class:`JournalReadError` with one line that says which file and why.
 
 The published doubles of answers without figures (``no_model``, ``error``) are zeros on the wire; here
 they are empty (None), so that a column of figures can be summed or averaged as it stands.
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from carbon_node.core import CarbonNodeError
+from carbon_node.engine.paths import FAILED_PREFIX
 
 __all__ = [
     "FIELDS",
@@ -250,9 +252,11 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _short(text: str, width: int) -> str:
-    """``text`` cut to ``width`` characters, keeping its end (the distinctive part of a path)."""
-    return text if len(text) <= width else "..." + text[-(width - 3) :]
+def _short(text: str, width: int, *, keep_end: bool) -> str:
+    """``text`` cut to ``width`` characters, keeping its end (the distinctive part of a path) or its start."""
+    if len(text) <= width:
+        return text
+    return "..." + text[-(width - 3) :] if keep_end else text[: width - 3] + "..."
 
 
 _TABLE_COLUMNS = (
@@ -267,7 +271,7 @@ _TABLE_COLUMNS = (
     ("POWER", "power_source", 12),
     ("SCALING", "scaling", 10),
     ("CACHED", "cached", 6),
-    ("ERROR", "error", 60),
+    ("ERROR", "error", 70),
 )
 
 
@@ -275,7 +279,9 @@ def _table(answers: Sequence[Answer]) -> str:
     rows = [[title for title, _, _ in _TABLE_COLUMNS]]
     for answer in answers:
         record = answer.record()
-        rows.append([_short(_cell(record[key]), width) for _, key, width in _TABLE_COLUMNS])
+        if record["error"]:  # upstream's boilerplate start says nothing that the MODE column does not
+            record["error"] = record["error"].removeprefix(FAILED_PREFIX)
+        rows.append([_short(_cell(record[key]), width, keep_end=key == "model") for _, key, width in _TABLE_COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
     lines.append(f"{len(answers)} answer(s); per inference: carbon in gCO2e, energy in kWh; grid intensity in gCO2e/kWh")

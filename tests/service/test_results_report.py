@@ -132,9 +132,20 @@ def node_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeRun]:
                 if len(while_running) == 7 or time.monotonic() > deadline:
                     break
                 time.sleep(0.2)
-            # The node keeps recording after being read (a reader never turned its journal off).
-            _task(orchestrator, TaskId(5, 1), "NO_MODEL")
-            orchestrator.wait_output(TaskId(5, 1), 30.0)
+            # A reader holding a snapshot open does not stop the node from recording (WAL): 5.1 is committed meanwhile.
+            journal_file = root / "state" / "journal.sqlite3"
+            reader = sqlite3.connect(journal_file.as_uri() + "?mode=ro", uri=True, isolation_level=None)
+            try:
+                reader.execute("BEGIN")
+                assert reader.execute("SELECT COUNT(*) FROM answered").fetchone()[0] == 7
+                _task(orchestrator, TaskId(5, 1), "NO_MODEL")
+                orchestrator.wait_output(TaskId(5, 1), 30.0)
+                deadline = time.monotonic() + 20.0
+                while not any(a.task_id == "5.1" for a in read_answers(journal_file)) and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                assert reader.execute("SELECT COUNT(*) FROM answered").fetchone()[0] == 7  # its snapshot
+            finally:
+                reader.close()
             outputs = {str(task_id): _received(sample) for task_id, sample in orchestrator.outputs().items()}
             node.send_signal(signal.SIGTERM)
             assert node.wait(EXIT_TIMEOUT_S) == 0
@@ -154,8 +165,10 @@ def node_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeRun]:
 # -- results -------------------------------------------------------------------------------------
 
 
-def test_results_read_while_the_node_runs_and_the_node_goes_on_recording(node_run: NodeRun) -> None:
+def test_results_read_while_the_node_runs_and_the_node_goes_on_recording_under_a_reader(node_run: NodeRun) -> None:
     assert len(node_run.results_while_running) == 7
+    with sqlite3.connect(node_run.journal.as_uri() + "?mode=ro", uri=True) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"  # why readers never block the node
     final = _results_json("--journal", str(node_run.journal))
     assert final[0]["task_id"] == "5.1"  # recorded after the read, newest first
     assert len(final) == 8
@@ -223,6 +236,9 @@ def test_results_default_to_the_journal_in_the_node_state_dir_and_read_a_copy(no
     from_state = _results_json(env={"CARBON_NODE_STATE_DIR": str(node_run.state_dir)})
     copy = tmp_path / "copy.sqlite3"
     shutil.copyfile(node_run.journal, copy)
+    assert _results_json("--journal", str(copy)) == from_state
+    with sqlite3.connect(copy) as conn:  # a later journal with more columns reads the same
+        conn.execute("ALTER TABLE answered ADD COLUMN input_fingerprint TEXT")
     assert _results_json("--journal", str(copy)) == from_state
     assert len(from_state) == 8
 
