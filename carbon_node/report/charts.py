@@ -19,10 +19,13 @@ import io
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carbon_node.report.summary import ModelSummary, Stats
 from carbon_node.service.results import Answer
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["PALETTE", "label", "models_chart", "time_chart"]
 
@@ -34,6 +37,13 @@ _SERIES = (
     ("measured", "measured: window energy / forward passes", "#0072B2", "o"),
     ("hw_latency", "HW latency: energy over the HW latency", "#E69F00", "D"),
 )
+
+MAX_VECTOR_POINTS = 2000
+"""Above this many answers the markers over time are one inline PNG inside the SVG (axes and text stay
+vector): 100 000 answers as SVG markers would be about 6 MB of page."""
+
+RASTER_DPI = 150
+"""Resolution of the markers drawn as an image (they are sharp on most screens at this density)."""
 
 LOG_SPAN = 100.0
 """Largest / smallest value from which an axis is logarithmic (two decades)."""
@@ -72,12 +82,10 @@ def _log_wanted(values: Sequence[float]) -> bool:
     return len(positive) >= 2 and max(positive) / min(positive) >= LOG_SPAN
 
 
-def _svg(figure: object, prefix: str) -> str:
+def _svg(figure: Figure, prefix: str) -> str:
     """The figure as an ``<svg>`` element: no XML prolog, no metadata, ids prefixed with ``prefix``."""
-    from matplotlib.backends.backend_svg import FigureCanvasSVG
-
     buffer = io.StringIO()
-    FigureCanvasSVG(figure).print_svg(buffer, metadata={"Date": None, "Creator": None, "Format": None, "Type": None})  # type: ignore[arg-type]
+    figure.savefig(buffer, format="svg", dpi=RASTER_DPI, metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
@@ -151,6 +159,7 @@ def time_chart(answers: Sequence[Answer], models: Sequence[ModelSummary]) -> str
         figure = Figure(figsize=(11.0, 4.2), layout="constrained")
         ax = figure.subplots()
         values: list[float] = []
+        rasterized = sum(1 for answer in answers if answer.carbon_g is not None) > MAX_VECTOR_POINTS
         for index, model in enumerate(models):
             colour = PALETTE[index % len(PALETTE)]
             group = [answer for answer in answers if answer.model == model.model and answer.carbon_g is not None]
@@ -166,10 +175,12 @@ def time_chart(answers: Sequence[Answer], models: Sequence[ModelSummary]) -> str
                     carbon,
                     linestyle="none",
                     marker="o",
-                    markersize=7,
-                    markeredgewidth=1.6,
+                    markersize=3 if rasterized else 7,  # many answers: small, translucent dots show density
+                    alpha=0.35 if rasterized else 1.0,
+                    markeredgewidth=1.0 if rasterized else 1.6,
                     color=colour,
                     markerfacecolor=face,
+                    rasterized=rasterized,
                     label=label(model.model) + (" (cached)" if cached else ""),
                 )
         locator = AutoDateLocator()

@@ -391,7 +391,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
 
     path, query = _journal_query(args, args.limit)
     fmt = args.format or ("table" if sys.stdout.isatty() else "csv")
-    text = format_answers(query.select(read_answers(path)), fmt)
+    text = format_answers(read_answers(path, query), fmt)
     try:
         print(text, flush=True)
     except BrokenPipeError:  # `carbon-node results | head`: the reader has all it wanted
@@ -405,7 +405,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from carbon_node.service.results import read_answers
 
     path, query = _journal_query(args)
-    answers = query.select(read_answers(path))
+    answers = read_answers(path, query)
     if importlib.util.find_spec("matplotlib") is None:
         raise CarbonNodeError("the report needs matplotlib, which is not installed: pip install 'carbon-node[report]'")
     from carbon_node.report.page import render_report

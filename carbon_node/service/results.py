@@ -38,6 +38,7 @@ __all__ = [
     "FIELDS",
     "FORMATS",
     "MODES_WITH_FIGURES",
+    "PROVENANCE_KEYS",
     "Answer",
     "JournalReadError",
     "Query",
@@ -60,8 +61,19 @@ FORMATS = ("table", "csv", "json")
 
 _SELECT = (
     "SELECT problem_id, iteration_id, carbon_g, energy_kwh, grid_ci_g_per_kwh, extra_data, node_error, recorded_at"
-    " FROM answered ORDER BY recorded_at DESC, seq DESC"
+    " FROM answered WHERE recorded_at >= ? ORDER BY recorded_at DESC, seq DESC LIMIT ?"
 )
+
+PROVENANCE_KEYS = (
+    "measured_per_inference",
+    "hw_latency_per_inference",
+    "window_s",
+    "forward_passes",
+    "measured_at",
+    "device",
+)
+"""The ``extra_data`` keys an :class:`Answer` keeps beyond its fields (what the report reads): keeping
+the whole object of 100 000 answers would take about half a GB."""
 
 
 class JournalReadError(CarbonNodeError):
@@ -92,6 +104,7 @@ class Answer:
     error: str | None
     node_error: bool
     extra: dict[str, Any] = dataclasses.field(repr=False, compare=False)
+    """The :data:`PROVENANCE_KEYS` of the published ``extra_data`` that it has."""
 
     @property
     def answered_at(self) -> str:
@@ -190,12 +203,14 @@ def _answer(row: Sequence[Any]) -> Answer:
         cached=cached if isinstance(cached, bool) else None,
         error=_text(extra.get("error")) if mode == "error" or node_error else None,
         node_error=bool(node_error),
-        extra=extra,
+        extra={key: extra[key] for key in PROVENANCE_KEYS if key in extra},
     )
 
 
-def read_answers(path: Path) -> list[Answer]:
-    """Every answer in the journal at ``path``, newest first; the file is opened read-only.
+def read_answers(path: Path, query: Query | None = None) -> list[Answer]:
+    """The answers in the journal at ``path`` that ``query`` selects (default: all), newest first; the
+    file is opened read-only. The time bound, and the limit when nothing else filters, are applied by
+    SQLite (the ``recorded_at`` index), so that ``--since`` and ``--limit`` read only what they show.
 
     Raises :class:`JournalReadError` when the file is missing, not a SQLite database, or has no
     ``answered`` table.
@@ -211,13 +226,17 @@ def read_answers(path: Path) -> list[Answer]:
     except sqlite3.Error as exc:
         raise JournalReadError(f"cannot open the journal {path}: {exc}") from None
     try:
-        rows = conn.execute(_SELECT).fetchall()
+        query = query or Query()
+        sql_limit = query.limit if query.limit is not None and query.model is None and query.mode is None else -1
+        since_s = query.since_s if query.since_s is not None else -math.inf
+        # Rows are decoded as they come (one raw row in memory at a time, not 100 000): the statement's
+        # snapshot lasts the few seconds that takes, which in WAL mode does not hold the node up.
+        return query.select(_answer(row) for row in conn.execute(_SELECT, (since_s, sql_limit)))
     except sqlite3.Error as exc:
         reason = "it has no table of answered tasks" if "no such table" in str(exc) or "no such column" in str(exc) else exc
         raise JournalReadError(f"{path} is not a readable carbon-node journal: {reason}") from None
     finally:
         conn.close()
-    return [_answer(row) for row in rows]
 
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhdw])$")

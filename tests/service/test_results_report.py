@@ -28,7 +28,7 @@ from carbon_node.core import TaskId, decode_extra_data
 from carbon_node.report.page import EMPTY_MESSAGE, number
 from carbon_node.report.summary import Stats, summarize
 from carbon_node.service.journal import SqliteJournal
-from carbon_node.service.results import FIELDS, Query, parse_since, read_answers
+from carbon_node.service.results import FIELDS, Answer, Query, parse_since, read_answers
 from tests.conftest import missing_tool, next_domain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -473,3 +473,36 @@ def test_the_commands_have_help_and_are_in_the_readme(command: str) -> None:
     done = carbon_node(command, "--help")
     assert done.returncode == 0 and done.stdout.startswith(f"usage: carbon-node {command}")
     assert f"carbon-node {command}" in (REPO / "README.md").read_text()
+
+
+def _answer(index: int, model: str, carbon_g: float) -> Answer:
+    return Answer(
+        task_id=f"{index}.1",
+        answered_at_s=1_800_000_000.0 + 60.0 * index,
+        model=model,
+        mode="onnx_hw_only",
+        carbon_g=carbon_g,
+        energy_kwh=carbon_g / 445.0,
+        grid_ci_g_per_kwh=445.0,
+        grid_ci_source="world_average",
+        grid_ci_zone="world",
+        power_source="hw_provider",
+        scaling="none",
+        cached=False,
+        error=None,
+        node_error=False,
+        extra={"hw_latency_per_inference": {"carbon_g": carbon_g, "energy_kwh": carbon_g / 445.0}},
+    )
+
+
+def test_many_answers_over_time_are_one_inline_image_so_the_page_stays_small() -> None:
+    from carbon_node.report.charts import MAX_VECTOR_POINTS, time_chart
+
+    few = [_answer(i, f"m{i % 3}", 0.001 * (1 + i % 7)) for i in range(50)]
+    many = [_answer(i, f"m{i % 3}", 0.001 * (1 + i % 7)) for i in range(MAX_VECTOR_POINTS * 5)]
+    few_svg = time_chart(few, summarize(few).models)
+    many_svg = time_chart(many, summarize(many).models)
+    assert "data:image/png;base64," not in few_svg
+    assert many_svg.count("data:image/png;base64,") == 1
+    per_point = len(few_svg) / len(few)  # an upper bound of a vector marker's share of the SVG
+    assert len(many_svg) < per_point * len(many) / 20
