@@ -69,7 +69,8 @@ def label(model: str, width: int = 36) -> str:
     parts = [part for part in model.split("/") if part]
     text = "/".join(parts[-2:]) if model.startswith("/") and len(parts) > 2 else model
     text = text or "(unnamed)"
-    return text if len(text) <= width else "..." + text[-(width - 3) :]
+    text = text if len(text) <= width else "..." + text[-(width - 3) :]
+    return text.replace("$", r"\$")  # matplotlib reads $...$ as mathematics
 
 
 def _tick_text(value: float, _position: object) -> str:

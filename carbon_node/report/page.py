@@ -107,10 +107,9 @@ def _figures_table(models: Sequence[ModelSummary], unit: str, title: str) -> str
 def _provenance_table(models: Sequence[ModelSummary]) -> str:
     rows = []
     for model in models:
-        tracker = model.answers if "tracker" in model.modes else 0
         window = _span(model.window_s)
         passes = _span(model.forward_passes)
-        cached = "-" if "tracker" not in model.modes else f"{model.cached} of {tracker}"
+        cached = f"{model.cached} of {model.tracker_answers}" if model.tracker_answers else "-"
         rows.append(
             "<tr>"
             f'<td class="model">{_e(model.model or "(unnamed)")}</td>'

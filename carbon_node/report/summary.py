@@ -69,7 +69,9 @@ class ModelSummary:
     scalings: Counter[str]
     window_s: Stats | None
     forward_passes: Stats | None
+    tracker_answers: int
     cached: int
+    """Of the ``tracker_answers``, those that reused an earlier measurement."""
     devices: Counter[str]
     first_s: float
     last_s: float
@@ -130,6 +132,7 @@ def _model_summary(model: str, answers: Sequence[Answer]) -> ModelSummary:
         scalings=Counter(answer.scaling or "unknown" for answer in answers),
         window_s=Stats.of(_number(answer.extra.get("window_s")) for answer in tracker),
         forward_passes=Stats.of(_number(answer.extra.get("forward_passes")) for answer in tracker),
+        tracker_answers=len(tracker),
         cached=sum(1 for answer in tracker if answer.cached),
         devices=Counter(str(answer.extra["device"]) for answer in tracker if answer.extra.get("device")),
         first_s=min(answer.answered_at_s for answer in answers),

@@ -85,7 +85,8 @@ class Answer:
     """One answered task as the journal holds it, with the provenance the report needs.
 
     Doubles are per inference (``carbon_g`` gCO2e, ``energy_kwh`` kWh) as published, None where the
-    answer has no figures. ``extra`` is the whole published ``extra_data`` object.
+    answer has no figures. ``model`` is the first of ``model_restrains`` (the task's model), ``error``
+    the message of an error answer.
     """
 
     task_id: str

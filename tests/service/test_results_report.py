@@ -506,3 +506,12 @@ def test_many_answers_over_time_are_one_inline_image_so_the_page_stays_small() -
     assert many_svg.count("data:image/png;base64,") == 1
     per_point = len(few_svg) / len(few)  # an upper bound of a vector marker's share of the SVG
     assert len(many_svg) < per_point * len(many) / 20
+
+
+def test_model_names_are_shown_as_written_in_the_page_and_its_charts() -> None:
+    from carbon_node.report.page import render_page
+
+    answers = [_answer(1, "price$5$<b>&co", 0.1), _answer(2, "plain", 0.2)]
+    page = render_page(summarize(answers), source="test")
+    assert "price$5$&lt;b&gt;&amp;co" in page  # escaped in the tables and, as SVG text, in the charts
+    assert "<b>" not in page
