@@ -515,3 +515,16 @@ def test_model_names_are_shown_as_written_in_the_page_and_its_charts() -> None:
     page = render_page(summarize(answers), source="test")
     assert "price$5$&lt;b&gt;&amp;co" in page  # escaped in the tables and, as SVG text, in the charts
     assert "<b>" not in page
+
+
+def test_the_report_without_matplotlib_says_how_to_install_it(node_run: NodeRun, tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['matplotlib'] = None  # as if it were not installed\n"
+        "from carbon_node.service.cli import main\n"
+        f"sys.exit(main(['report', '--journal', {str(node_run.journal)!r}, '-o', {str(tmp_path / 'r.html')!r}]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 1
+    assert done.stderr == "carbon-node: the report needs matplotlib, which is not installed: pip install 'carbon-node[report]'\n"
+    assert not (tmp_path / "r.html").exists()
