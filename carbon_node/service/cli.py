@@ -1,4 +1,5 @@
-"""The ``carbon-node`` command line: ``run``, ``send-task``, ``estimate``, ``doctor``, ``config``, ``demo``.
+"""The ``carbon-node`` command line: ``run``, ``send-task``, ``estimate``, ``doctor``, ``config``, ``demo``,
+``results``, ``report``.
 
 Every setting of :class:`~carbon_node.service.settings.Settings` is a flag named after its field
 (``window_s`` is ``--window-s``); precedence is flag > environment > TOML file (``--config`` or
@@ -12,15 +13,20 @@ subcommand imports what it needs when it runs (torch, transformers and carbontra
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
 import typing
 from collections.abc import Iterable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from carbon_node.core import CarbonNodeError, version
 from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name, load_settings
+
+if TYPE_CHECKING:
+    from carbon_node.service.results import Query
 
 __all__ = ["build_parser", "main", "version"]
 
@@ -184,7 +190,53 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout-s", type=float, default=180.0, help="seconds to wait for the result (default 180)")
     demo.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     _add_settings_flags(demo, ("domain_id", "window_s", "sim_cpu_tdp_w", *LOG_FIELDS))
+    _add_results_commands(commands)
     return parser
+
+
+def _add_journal_query_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--journal", metavar="PATH", default=None, help="a journal file (default: journal.sqlite3 in the node's state_dir)"
+    )
+    parser.add_argument("--model", default=None, help="only this model (its name, or a part of it)")
+    parser.add_argument("--mode", default=None, choices=("tracker", "onnx_hw_only", "no_model", "error"), help="only this mode")
+    parser.add_argument(
+        "--since", default=None, metavar="WHEN", help="only answers since an age (30m, 2h, 7d, 1w) or an ISO date/time (UTC)"
+    )
+    _add_settings_flags(parser, ("state_dir",))
+
+
+def _add_results_commands(commands: Any) -> None:
+    results = commands.add_parser(
+        "results",
+        help="list the answered tasks in the journal (table, CSV or JSON)",
+        description=(
+            "List the answered tasks kept in the node's journal, newest first: task id, answered at, model, mode, "
+            "carbon (gCO2e) and energy (kWh) per inference, grid intensity and its source, power source, scaling, "
+            "cached, error. Reads the file read-only: safe while the node runs. Exit status 1 for a missing or "
+            "unreadable journal."
+        ),
+    )
+    results.add_argument(
+        "--format", default=None, choices=("table", "csv", "json"), help="output format (default: table on a terminal, else csv)"
+    )
+    results.add_argument("--limit", type=int, default=None, metavar="N", help="at most N answers (the newest)")
+    _add_journal_query_flags(results)
+
+    report = commands.add_parser(
+        "report",
+        help="write an HTML report comparing the models in the journal",
+        description=(
+            "Write one self-contained HTML file (inline charts, no network needed to open it): per model, carbon "
+            "and energy per inference (median, min to max, count) for the measured and HW-latency scalings, a "
+            "chart comparing the models and one over time, how the figures were obtained, and the errors grouped "
+            "by message. Needs matplotlib (pip install 'carbon-node[report]')."
+        ),
+    )
+    report.add_argument(
+        "-o", "--output", default="carbon-node-report.html", metavar="FILE", help="the HTML file to write (default %(default)s)"
+    )
+    _add_journal_query_flags(report)
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -318,6 +370,62 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(loaded, timeout_s=args.timeout_s, as_json=args.json, out=sys.stdout)
 
 
+def _journal_query(args: argparse.Namespace, limit: int | None = None) -> tuple[Path, Query]:
+    """The journal's path and the query of a ``results`` or ``report`` command."""
+    import time
+
+    from carbon_node.service.results import Query, journal_path, parse_since
+
+    path = Path(args.journal) if args.journal else journal_path(_load(args).settings.state_dir)
+    if limit is not None and limit < 1:
+        raise SettingsError(f"--limit must be >= 1, got {limit}")
+    try:
+        since_s = None if args.since is None else parse_since(args.since, time.time())
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return path, Query(model=args.model, mode=args.mode, since_s=since_s, limit=limit)
+
+
+def _cmd_results(args: argparse.Namespace) -> int:
+    from carbon_node.service.results import format_answers, read_answers
+
+    path, query = _journal_query(args, args.limit)
+    fmt = args.format or ("table" if sys.stdout.isatty() else "csv")
+    text = format_answers(read_answers(path, query), fmt)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `carbon-node results | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    import time
+
+    from carbon_node.service.results import read_answers
+
+    path, query = _journal_query(args)
+    answers = read_answers(path, query)
+    if importlib.util.find_spec("matplotlib") is None:
+        raise CarbonNodeError("the report needs matplotlib, which is not installed: pip install 'carbon-node[report]'")
+    from carbon_node.report.page import render_report
+
+    filters = "".join(
+        f", {name} {value}" for name, value in (("model", args.model), ("mode", args.mode), ("since", args.since)) if value
+    )
+    started = time.monotonic()
+    try:
+        summary = render_report(answers, Path(args.output), source=str(path), filters=filters)
+    except OSError as exc:
+        raise CarbonNodeError(f"cannot write the report to {args.output}: {exc.strerror or exc}") from None
+    size_kb = Path(args.output).stat().st_size / 1024
+    print(
+        f"wrote {args.output}: {summary.answers} answers, {len(summary.models)} model(s) with figures, "
+        f"{len(summary.errors)} error message(s); {size_kb:.0f} KB in {time.monotonic() - started:.1f} s"
+    )
+    return 0
+
+
 _COMMANDS = {
     "run": _cmd_run,
     "send-task": _cmd_send_task,
@@ -325,6 +433,8 @@ _COMMANDS = {
     "doctor": _cmd_doctor,
     "config": _cmd_config,
     "demo": _cmd_demo,
+    "results": _cmd_results,
+    "report": _cmd_report,
 }
 
 
