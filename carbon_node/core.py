@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 __all__ = [
+    "Answered",
     "CarbonNodeError",
     "Journal",
     "Lane",
@@ -124,14 +125,24 @@ class TaskHandler(Protocol):
         """The error output for a task that cannot be computed (incomplete, evicted, crashed)."""
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A journal row: the output published for a task and the fingerprint of the inputs it answered."""
+
+    output: TaskOutput
+    inputs_fingerprint: str | None
+    """``carbon_node.bus.fingerprint.inputs_fingerprint`` of the answered inputs; None when unknown (a row
+    from before fingerprints were kept): such a row is never replayed."""
+
+
 class Journal(Protocol):
     """Where answered tasks are kept, so that replayed inputs are answered again identically."""
 
-    def lookup(self, task_id: TaskId) -> TaskOutput | None:
-        """The output published for ``task_id`` earlier (maybe by a previous process), or None."""
+    def lookup(self, task_id: TaskId) -> Answered | None:
+        """What was published for ``task_id`` earlier (maybe by a previous process), or None."""
 
-    def record(self, output: TaskOutput) -> None:
-        """Persist an output that is about to be published. Must not raise."""
+    def record(self, output: TaskOutput, inputs_fingerprint: str | None = None) -> None:
+        """Persist an output that is about to be published, with its inputs' fingerprint. Must not raise."""
 
 
 def decode_extra_data(raw: bytes | Sequence[int] | None) -> tuple[dict[str, Any], str | None]:
