@@ -16,7 +16,7 @@ Rules, each one a deliberate difference from or match with upstream:
   is released again, carrying the fingerprint it was answered for (``Release.answered_before``), so that
   the runtime replays identical inputs and computes different ones (an orchestrator restarted and
   numbering its tasks from 1.1 again). Held inputs that never complete are dropped without an answer:
-  the task already has one. Upstream never answers an id twice.
+  the task already has one. (Upstream counts three new inputs of an id as a task again, PROTOCOL.md 4.3.)
 """
 
 from __future__ import annotations

@@ -5,8 +5,9 @@ Threads and who owns what:
 - the *bus thread* waits on a Cyclone waitset (the binding releases the GIL while waiting), takes the
   samples of the three input readers, the control reader and the configuration request reader, feeds
   the :class:`~carbon_node.bus.assembler.Assembler` under the runtime lock, and routes released tasks:
-  journal replay or error answers to the fast lane, complete tasks to the lane the handler chooses. No
-  Python code runs on Cyclone's own threads.
+  journal replay or error answers to the fast lane, complete tasks to the lane the handler chooses.
+  Whether a task is replayed, left as answered or computed anew (a task id reused with other inputs)
+  is decided by :mod:`carbon_node.bus.replay`. No Python code runs on Cyclone's own threads.
 - the *measure lane* is one thread running measurement tasks one at a time in arrival order;
 - the *fast lane* is a small pool (``fast_workers`` threads) for everything else, so a quick task never
   waits behind a measurement.

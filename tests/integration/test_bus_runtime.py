@@ -393,6 +393,20 @@ def test_a_task_id_reused_with_other_inputs_in_the_same_lifetime_is_computed_fro
     assert runtime.stats().replayed == 1
 
 
+def test_a_task_id_reused_while_its_earlier_task_runs_is_computed_after_it(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], handler: ScriptedHandler
+) -> None:
+    start_node(journal=MemoryJournal())
+    task_id = task(orchestrator, 75, "slow-first")
+    assert handler.slow_started.wait(WAIT_S)
+    task(orchestrator, 75, "second")  # new inputs for the same id while the first is being measured
+    time.sleep(0.3)
+    handler.slow_release.set()
+    wait_for(lambda: orchestrator.output_count() == 2)
+    assert extra(orchestrator.outputs()[task_id])["model_restrains"] == ["second"]
+    assert handler.handled == [task_id, task_id]
+
+
 def test_on_output_receives_queue_and_total_durations(orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime]) -> None:
     seen: list[TaskOutput] = []
     start_node(on_output=seen.append)

@@ -527,8 +527,6 @@ def test_after_node_and_orchestrator_restart_a_reused_task_id_is_answered_from_i
         outputs.wait([task_id])
         assert outputs.extra(task_id)["mode"] == "tracker"
         node.stop()
-        _, measured_fingerprint = journal_row(state, task_id)
-        assert measured_fingerprint is not None
 
         # A host reboot: both restart, nobody holds the old history, the new orchestrator sends 1.1 again.
         orchestrator.close()
@@ -562,7 +560,7 @@ def test_after_node_and_orchestrator_restart_a_reused_task_id_is_answered_from_i
         node.stop()
         extra_text, fingerprint = journal_row(state, task_id)
         assert json.loads(extra_text)["mode"] == "no_model"  # the row was replaced
-        assert fingerprint is not None and fingerprint != measured_fingerprint
+        assert fingerprint is not None and fingerprint.startswith("v1:")
     finally:
         node.stop()
         outputs.close()
