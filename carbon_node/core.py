@@ -20,6 +20,10 @@ from typing import Any, Protocol
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 __all__ = [
+    "MAX_EXTRA_DATA_BYTES",
+    "MAX_LIST_ITEMS",
+    "MAX_TEXT_CHARS",
+    "Answered",
     "CarbonNodeError",
     "Journal",
     "Lane",
@@ -29,14 +33,29 @@ __all__ = [
     "TaskOutput",
     "base_extra_data",
     "coerce_num_outputs",
+    "cut_text",
     "decode_extra_data",
     "encode_extra_data",
     "error_output",
+    "extra_data_cuts",
     "make_inputs",
     "version",
 ]
 
 NO_MODEL = "NO_MODEL"
+
+# What one task may carry. A peer may send anything; these keep every step linear and every output
+# small. What is cut is said in the output's ``extra_data.warnings``.
+MAX_TEXT_CHARS = 4096
+"""Longest text kept from an input (model name, model path, location, a ``model_restrains`` entry):
+PATH_MAX on Linux; a hub id is at most 96 characters. Longer texts are cut in the middle
+(:func:`cut_text`, so that a path keeps its suffix); entries of ``model_restrains`` longer than this are
+left out."""
+MAX_LIST_ITEMS = 1000
+"""Most entries kept from a list in an input's ``extra_data`` (``model_restrains``, ``unsupported_models``)."""
+MAX_EXTRA_DATA_BYTES = 1 << 20
+"""Largest ``extra_data`` (bytes) that is decoded; a larger one is ignored as if empty. Nesting deeper
+than Python's recursion limit (about 1000 levels) makes it invalid JSON, also ignored."""
 
 
 class CarbonNodeError(Exception):
@@ -124,14 +143,24 @@ class TaskHandler(Protocol):
         """The error output for a task that cannot be computed (incomplete, evicted, crashed)."""
 
 
+@dataclass(frozen=True)
+class Answered:
+    """A journal row: the output published for a task and the fingerprint of the inputs it answered."""
+
+    output: TaskOutput
+    inputs_fingerprint: str | None
+    """``carbon_node.bus.fingerprint.inputs_fingerprint`` of the answered inputs; None when unknown (a row
+    from before fingerprints were kept): such a row is never replayed."""
+
+
 class Journal(Protocol):
     """Where answered tasks are kept, so that replayed inputs are answered again identically."""
 
-    def lookup(self, task_id: TaskId) -> TaskOutput | None:
-        """The output published for ``task_id`` earlier (maybe by a previous process), or None."""
+    def lookup(self, task_id: TaskId) -> Answered | None:
+        """What was published for ``task_id`` earlier (maybe by a previous process), or None."""
 
-    def record(self, output: TaskOutput) -> None:
-        """Persist an output that is about to be published. Must not raise."""
+    def record(self, output: TaskOutput, inputs_fingerprint: str | None = None) -> None:
+        """Persist an output that is about to be published, with its inputs' fingerprint. Must not raise."""
 
 
 def decode_extra_data(raw: bytes | Sequence[int] | None) -> tuple[dict[str, Any], str | None]:
@@ -142,6 +171,8 @@ def decode_extra_data(raw: bytes | Sequence[int] | None) -> tuple[dict[str, Any]
     """
     if not raw:
         return {}, None
+    if len(raw) > MAX_EXTRA_DATA_BYTES:
+        return {}, f"extra_data is {len(raw)} bytes, over the limit of {MAX_EXTRA_DATA_BYTES}: ignored"
     try:
         data = bytes(raw)
     except (TypeError, ValueError):
@@ -193,26 +224,69 @@ def coerce_num_outputs(value: Any) -> int:
     return 1
 
 
+def cut_text(text: str) -> str:
+    """``text`` when it has at most :data:`MAX_TEXT_CHARS` characters, else its beginning and its end
+    joined by ``...`` (:data:`MAX_TEXT_CHARS` characters in all)."""
+    if len(text) <= MAX_TEXT_CHARS:
+        return text
+    head = MAX_TEXT_CHARS // 2
+    return f"{text[:head]}...{text[len(text) - (MAX_TEXT_CHARS - head - 3) :]}"
+
+
+def _user_restrains(user_extra: Mapping[str, Any]) -> list[Any]:
+    """The user's ``model_restrains`` as a list of JSON scalars (anything else left out)."""
+    user_list = user_extra.get("model_restrains")
+    if isinstance(user_list, (list, tuple)):
+        return [item for item in user_list if isinstance(item, (str, int, float, bool)) or item is None]
+    if isinstance(user_list, str) and user_list:
+        return [user_list]
+    return []
+
+
+def _merge_restrains(model_name: str, user_extra: Mapping[str, Any]) -> tuple[list[Any], int, int]:
+    """The merged ``model_restrains`` (bounded), the entries left out as too long, and those over the count."""
+    merged: list[Any] = [cut_text(model_name)]
+    seen: set[Any] = {merged[0]}
+    too_long = over = 0
+    for item in _user_restrains(user_extra):
+        if isinstance(item, str) and len(item) > MAX_TEXT_CHARS:
+            too_long += 1
+        elif item in seen:  # a set: linear in the list, where `item in merged` was quadratic
+            continue
+        elif len(merged) >= MAX_LIST_ITEMS:
+            over += 1
+        else:
+            seen.add(item)
+            merged.append(item)
+    return merged, too_long, over
+
+
 def base_extra_data(model_name: str, user_extra: Mapping[str, Any]) -> dict[str, Any]:
     """The upstream keys of the output ``extra_data`` (PROTOCOL.md 7.4 step 1, with F1).
 
     ``num_outputs`` comes from the user's ``extra_data`` coerced to an int >= 1; ``model_restrains`` is
-    the current model first, then the user's list, de-duplicated keeping the first occurrence.
+    the current model first, then the user's list, de-duplicated keeping the first occurrence, at most
+    :data:`MAX_LIST_ITEMS` entries of at most :data:`MAX_TEXT_CHARS` characters (see
+    :func:`extra_data_cuts`). Linear in the size of the list.
     """
     num_outputs = 1
     if "num_outputs" in user_extra and user_extra["num_outputs"] != "":
         num_outputs = coerce_num_outputs(user_extra["num_outputs"])
-    restrains: list[Any] = [model_name]
-    user_list = user_extra.get("model_restrains")
-    if isinstance(user_list, (list, tuple)):
-        restrains.extend(item for item in user_list if isinstance(item, (str, int, float, bool)) or item is None)
-    elif isinstance(user_list, str) and user_list:
-        restrains.append(user_list)
-    merged: list[Any] = []
-    for item in restrains:
-        if item not in merged:
-            merged.append(item)
+    merged, _, _ = _merge_restrains(model_name, user_extra)
     return {"num_outputs": num_outputs, "model_restrains": merged}
+
+
+def extra_data_cuts(model_name: str, user_extra: Mapping[str, Any]) -> list[str]:
+    """What :func:`base_extra_data` cuts from these inputs, as warnings for the output (empty: nothing)."""
+    _, too_long, over = _merge_restrains(model_name, user_extra)
+    cuts: list[str] = []
+    if len(model_name) > MAX_TEXT_CHARS:
+        cuts.append(f"model name is {len(model_name)} characters: cut to {MAX_TEXT_CHARS} in model_restrains")
+    if too_long:
+        cuts.append(f"UserInput model_restrains: {too_long} entries longer than {MAX_TEXT_CHARS} characters left out")
+    if over:
+        cuts.append(f"UserInput model_restrains: {over} entries beyond the first {MAX_LIST_ITEMS} left out")
+    return cuts
 
 
 def error_output(inputs: TaskInputs, message: str, **extra: Any) -> TaskOutput:
@@ -222,6 +296,9 @@ def error_output(inputs: TaskInputs, message: str, **extra: Any) -> TaskOutput:
     if inputs.user_input is not None:
         user_extra, _ = decode_extra_data(inputs.user_input.extra_data)
     data = base_extra_data(model_name, user_extra)
+    cuts = extra_data_cuts(model_name, user_extra)
+    if cuts:
+        data["warnings"] = cuts
     data.update(extra)
     data["mode"] = "error"
     data["error"] = message

@@ -9,8 +9,14 @@ Rules, each one a deliberate difference from or match with upstream:
 - A task incomplete for longer than ``input_timeout_s`` seconds is released as expired, naming the
   missing inputs, so that it is answered with an error output instead of waiting forever.
 - At most ``max_pending`` incomplete tasks are kept; a new one evicts the oldest (released as evicted).
-- A task id is released at most once per assembler: released ids are remembered (the newest
-  ``answered_capacity`` of them) and later inputs for them are logged and ignored.
+- A task id is released again only for a complete new set of inputs: released ids are remembered (the
+  newest ``answered_capacity`` of them) with the digests of the inputs they were released with
+  (:mod:`~carbon_node.bus.fingerprint`). Inputs arriving later for such an id are held apart (at most
+  ``max_pending`` ids, each for at most ``input_timeout_s``); once all three have come again the task
+  is released again, carrying the fingerprint it was answered for (``Release.answered_before``), so that
+  the runtime replays identical inputs and computes different ones (an orchestrator restarted and
+  numbering its tasks from 1.1 again). Held inputs that never complete are dropped without an answer:
+  the task already has one. (Upstream counts three new inputs of an id as a task again, PROTOCOL.md 4.3.)
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 
 import structlog
 
+from carbon_node.bus.fingerprint import digests_fingerprint, input_digest
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, UserInputImpl
 from carbon_node.core import TaskId, TaskInputs
 
@@ -60,12 +67,20 @@ class Release:
     """Clock time (seconds) when the task was released."""
     error: str | None = None
     """The error message for an expired or evicted task; None when complete."""
+    fingerprint: str | None = None
+    """``inputs_fingerprint`` of the released inputs."""
+    answered_before: str | None = None
+    """For a task id released earlier by this assembler: the fingerprint of the inputs released then."""
 
 
 @dataclass
 class _Pending:
     first_input_s: float
     samples: dict[InputKind, Any] = field(default_factory=dict)
+
+
+_KIND_ORDER = (InputKind.ML_MODEL, InputKind.HW_RESOURCES, InputKind.USER_INPUT)
+"""The order of the digests in a fingerprint (:func:`~carbon_node.bus.fingerprint.inputs_fingerprint`)."""
 
 
 def _task_id_of(sample: Any) -> TaskId:
@@ -92,7 +107,8 @@ class Assembler:
         self._answered_capacity = answered_capacity
         self._clock = clock
         self._pending: OrderedDict[TaskId, _Pending] = OrderedDict()  # oldest first input first
-        self._answered: OrderedDict[TaskId, None] = OrderedDict()
+        self._again: OrderedDict[TaskId, _Pending] = OrderedDict()  # inputs for released ids, held apart
+        self._answered: OrderedDict[TaskId, tuple[bytes, bytes, bytes]] = OrderedDict()  # -> released digests
 
     @property
     def pending_count(self) -> int:
@@ -109,10 +125,9 @@ class Assembler:
         if not task_id.is_valid:
             log.warning("input_rejected", reason="invalid task id {0,0}", input=kind.value)
             return []
-        if task_id in self._answered:
-            log.info("late_input_ignored", task_id=str(task_id), input=kind.value)
-            return []
         now = self._clock()
+        if task_id in self._answered:
+            return self._add_again(task_id, kind, sample, now)
         released: list[Release] = []
         entry = self._pending.get(task_id)
         if entry is None:
@@ -129,9 +144,32 @@ class Assembler:
             released.append(self._release(task_id, ReleaseKind.COMPLETE, now, None))
         return released
 
+    def _add_again(self, task_id: TaskId, kind: InputKind, sample: Any, now: float) -> list[Release]:
+        """An input for a released task id: held until all three came again, then released again."""
+        entry = self._again.get(task_id)
+        if entry is None:
+            if len(self._again) >= self._max_pending:
+                dropped, _ = self._again.popitem(last=False)
+                log.info("late_inputs_dropped", task_id=str(dropped), reason="too many released ids with new inputs")
+            entry = self._again[task_id] = _Pending(first_input_s=now)
+        log.info("late_input_held", task_id=str(task_id), input=kind.value)
+        entry.samples[kind] = sample
+        if len(entry.samples) < len(InputKind):
+            return []
+        del self._again[task_id]
+        before = digests_fingerprint(self._answered[task_id])
+        self._pending[task_id] = entry  # released from there, as any complete task
+        return [self._release(task_id, ReleaseKind.COMPLETE, now, None, answered_before=before)]
+
     def expire(self) -> list[Release]:
         """Release every task whose first input is older than ``input_timeout_s``."""
         now = self._clock()
+        while self._again:  # held inputs of released ids: the task has its answer, drop them
+            task_id, entry = next(iter(self._again.items()))
+            if now - entry.first_input_s < self._input_timeout_s:
+                break
+            del self._again[task_id]
+            log.info("late_inputs_dropped", task_id=str(task_id), received=[k.value for k in entry.samples])
         expired: list[Release] = []
         while self._pending:
             task_id, entry = next(iter(self._pending.items()))
@@ -142,15 +180,21 @@ class Assembler:
         return expired
 
     def next_expiry_s(self) -> float | None:
-        """Clock time at which the oldest pending task expires, or None when nothing is pending."""
-        if not self._pending:
-            return None
-        oldest = next(iter(self._pending.values()))
-        return oldest.first_input_s + self._input_timeout_s
+        """Clock time at which the oldest pending task (or held inputs) expires, or None when nothing is held."""
+        firsts = [next(iter(held.values())).first_input_s for held in (self._pending, self._again) if held]
+        return min(firsts) + self._input_timeout_s if firsts else None
 
-    def _release(self, task_id: TaskId, kind: ReleaseKind, now: float, reason: str | None) -> Release:
+    def _release(
+        self, task_id: TaskId, kind: ReleaseKind, now: float, reason: str | None, answered_before: str | None = None
+    ) -> Release:
         entry = self._pending.pop(task_id)
-        self._answered[task_id] = None
+        digests = (
+            input_digest(entry.samples.get(_KIND_ORDER[0])),
+            input_digest(entry.samples.get(_KIND_ORDER[1])),
+            input_digest(entry.samples.get(_KIND_ORDER[2])),
+        )
+        self._answered.pop(task_id, None)
+        self._answered[task_id] = digests  # newest last
         while len(self._answered) > self._answered_capacity:
             self._answered.popitem(last=False)
         inputs = TaskInputs(
@@ -163,4 +207,4 @@ class Assembler:
         if reason is not None:
             error = f"Task {task_id} {reason}; missing inputs: {', '.join(inputs.missing)}"
             log.warning("task_incomplete", task_id=str(task_id), reason=kind.value, missing=inputs.missing)
-        return Release(kind, inputs, entry.first_input_s, now, error)
+        return Release(kind, inputs, entry.first_input_s, now, error, digests_fingerprint(digests), answered_before)

@@ -5,8 +5,9 @@ Threads and who owns what:
 - the *bus thread* waits on a Cyclone waitset (the binding releases the GIL while waiting), takes the
   samples of the three input readers, the control reader and the configuration request reader, feeds
   the :class:`~carbon_node.bus.assembler.Assembler` under the runtime lock, and routes released tasks:
-  journal replay or error answers to the fast lane, complete tasks to the lane the handler chooses. No
-  Python code runs on Cyclone's own threads.
+  journal replay or error answers to the fast lane, complete tasks to the lane the handler chooses.
+  Whether a task is replayed, left as answered or computed anew (a task id reused with other inputs)
+  is decided by :mod:`carbon_node.bus.replay`. No Python code runs on Cyclone's own threads.
 - the *measure lane* is one thread running measurement tasks one at a time in arrival order;
 - the *fast lane* is a small pool (``fast_workers`` threads) for everything else, so a quick task never
   waits behind a measurement.
@@ -22,12 +23,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import queue
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -41,6 +41,7 @@ from cyclonedds.util import duration
 from carbon_node.bus.assembler import Assembler, InputKind, Release, ReleaseKind
 from carbon_node.bus.config_service import ConfigResponder, ConfigService, describe_responder
 from carbon_node.bus.cyclone import NODE_NAME, BusError, create_participant, delete_entity, take_samples
+from carbon_node.bus.lanes import Job, LanePool
 from carbon_node.bus.qos import (
     CONTROL_TOPIC,
     HW_RESOURCES_TOPIC,
@@ -53,6 +54,7 @@ from carbon_node.bus.qos import (
     output_writer_qos,
     status_writer_qos,
 )
+from carbon_node.bus.replay import decide, record
 from carbon_node.bus.types import (
     CO2FootprintImpl,
     HWResourceImpl,
@@ -131,64 +133,6 @@ _COMPLETING_GRACE_S = 6.0
 """Seconds stop() waits for outputs already being recorded and published (a journal commit is bounded by 5 s)."""
 
 
-@dataclass
-class _Job:
-    """One accepted task on its way to an output."""
-
-    inputs: TaskInputs
-    lane: Lane
-    ready_s: float
-    produce: Callable[[], TaskOutput]
-    replay: bool = False
-    started_s: float | None = field(default=None)
-    completing: bool = False
-    """Set (under the runtime lock) by the one thread that records and publishes this job's output."""
-
-
-class _LanePool:
-    """A FIFO of jobs served by ``workers`` daemon threads."""
-
-    def __init__(self, name: str, workers: int, run: Callable[[_Job], None]) -> None:
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
-        self._run = run
-        self._threads = [threading.Thread(target=self._serve, name=f"carbon-{name}-{i}", daemon=True) for i in range(workers)]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, job: _Job) -> None:
-        self._queue.put(job)
-
-    def drain(self) -> list[_Job]:
-        """Remove and return the jobs not started yet."""
-        jobs: list[_Job] = []
-        while True:
-            try:
-                job = self._queue.get_nowait()
-            except queue.Empty:
-                return jobs
-            if job is not None:
-                jobs.append(job)
-
-    def close(self, timeout_s: float) -> bool:
-        """Stop the threads once their current job is done; True if they all ended within ``timeout_s``."""
-        for _ in self._threads:
-            self._queue.put(None)
-        deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return not any(thread.is_alive() for thread in self._threads)
-
-    def _serve(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            try:
-                self._run(job)
-            except BaseException:  # never let a job kill the lane (SystemExit from a callback included)
-                log.exception("lane_job_crashed", task_id=str(job.inputs.task_id))
-
-
 class NodeRuntime:
     """A SustainML carbon node on Cyclone DDS running ``handler`` for every task."""
 
@@ -219,12 +163,13 @@ class NodeRuntime:
 
         self._lock = threading.RLock()  # assembler, bookkeeping, and status+output publication order
         self._changed = threading.Condition(self._lock)
-        self._accepted: dict[TaskId, _Job] = {}
+        self._accepted: dict[TaskId, Job] = {}
         self._running = 0
         self._status: Status | None = None
         self._by_mode: Counter[str] = Counter()
         self._replayed = 0
         self._published_keys: deque[TaskIdImpl] = deque()
+        self._deferred: dict[TaskId, Release] = {}  # ids released again while their earlier task is in flight
 
         self._accepting = False
         self._started = False
@@ -239,8 +184,8 @@ class NodeRuntime:
         self._waitset: WaitSet | None = None
         self._guard: GuardCondition | None = None
         self._bus_thread: threading.Thread | None = None
-        self._measure_lane: _LanePool | None = None
-        self._fast_lane: _LanePool | None = None
+        self._measure_lane: LanePool | None = None
+        self._fast_lane: LanePool | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -299,8 +244,8 @@ class NodeRuntime:
         self._conditions.append(self._config.condition)
         for condition in self._conditions:
             self._waitset.attach(condition)
-        self._measure_lane = _LanePool("measure", 1, self._run_job)
-        self._fast_lane = _LanePool("fast", self._fast_workers, self._run_job)
+        self._measure_lane = LanePool("measure", 1, self._run_job)
+        self._fast_lane = LanePool("fast", self._fast_workers, self._run_job)
         self._accepting = True
         # IDLE first: a task replayed at start-up then publishes RUNNING after it, never before.
         self._publish_status(Status.NODE_IDLE)
@@ -451,44 +396,48 @@ class NodeRuntime:
             )
 
     def _route(self, release: Release) -> None:
-        """Accept a released task and queue it on its lane (journal replay and errors go fast)."""
+        """Accept a released task and queue it on its lane (journal replay and errors go fast).
+
+        A task id released again while its earlier task is still in flight waits for that one's answer.
+        """
         inputs = release.inputs
-        job: _Job
+        job: Job
+        with self._lock:
+            if inputs.task_id in self._accepted:
+                if release.fingerprint != self._accepted[inputs.task_id].fingerprint:
+                    self._deferred[inputs.task_id] = release
+                return
+        fingerprint = release.fingerprint
         if release.kind is not ReleaseKind.COMPLETE:
             message = release.error or f"Task {inputs.task_id} incomplete"
-            job = _Job(inputs, Lane.FAST, release.released_s, lambda: self._fail(inputs, message))
+            job = Job(inputs, Lane.FAST, release.released_s, lambda: self._fail(inputs, message), fingerprint=fingerprint)
         else:
-            stored = self._lookup(inputs.task_id)
+            decision = decide(self._journal, inputs, fingerprint or "", release.answered_before)
+            stored = decision.replay
+            if decision.skip:
+                return
             if stored is not None:
-                job = _Job(inputs, Lane.FAST, release.released_s, lambda: stored, replay=True)
+                job = Job(inputs, Lane.FAST, release.released_s, lambda: stored, replay=True, fingerprint=fingerprint)
             else:
                 try:
                     lane = self._handler.lane(inputs)
                 except Exception as exc:
                     message = f"Task routing failed: {_describe(exc)}"
-                    job = _Job(inputs, Lane.FAST, release.released_s, lambda: self._fail(inputs, message))
+                    job = Job(inputs, Lane.FAST, release.released_s, lambda: self._fail(inputs, message), fingerprint=fingerprint)
                 else:
-                    job = _Job(inputs, lane, release.released_s, lambda: self._handler.handle(inputs))
+                    job = Job(inputs, lane, release.released_s, lambda: self._handler.handle(inputs), fingerprint=fingerprint)
         with self._lock:
-            if inputs.task_id in self._accepted:
+            if inputs.task_id in self._accepted:  # a deferred task routed from a lane raced with the bus thread
+                self._deferred[inputs.task_id] = release
                 return
             self._accepted[inputs.task_id] = job
         pool = self._measure_lane if job.lane is Lane.MEASURE else self._fast_lane
         assert pool is not None
         pool.submit(job)
 
-    def _lookup(self, task_id: TaskId) -> TaskOutput | None:
-        if self._journal is None:
-            return None
-        try:
-            return self._journal.lookup(task_id)
-        except Exception:
-            log.exception("journal_lookup_failed", task_id=str(task_id))
-            return None
-
     # -- lanes -----------------------------------------------------------------------------------
 
-    def _run_job(self, job: _Job) -> None:
+    def _run_job(self, job: Job) -> None:
         job.started_s = self._clock()
         with self._lock:
             if job.inputs.task_id not in self._accepted:
@@ -517,10 +466,10 @@ class NodeRuntime:
     def _fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
         return fail_safely(self._handler, inputs, message)
 
-    def _answer_unfinished(self, job: _Job, message: str) -> None:
+    def _answer_unfinished(self, job: Job, message: str) -> None:
         self._complete(job, self._fail(job.inputs, message))
 
-    def _complete(self, job: _Job, output: TaskOutput) -> None:
+    def _complete(self, job: Job, output: TaskOutput) -> None:
         """Record, publish (status, then output) exactly once, report."""
         output = dataclasses.replace(output, task_id=job.inputs.task_id)
         with self._lock:
@@ -530,11 +479,8 @@ class NodeRuntime:
                 log.info("duplicate_output_dropped", task_id=str(job.inputs.task_id))
                 return
             job.completing = True
-        if self._journal is not None and not job.replay:
-            try:
-                self._journal.record(output)
-            except Exception:
-                log.exception("journal_record_failed", task_id=str(job.inputs.task_id))
+        if not job.replay:
+            record(self._journal, output, job.fingerprint)
         now = self._clock()
         started = job.started_s if job.started_s is not None else now
         timings = {**output.timings, "queue_s": max(0.0, started - job.ready_s), "total_s": max(0.0, now - job.ready_s)}
@@ -555,6 +501,7 @@ class NodeRuntime:
             if job.replay:
                 self._replayed += 1
             self._changed.notify_all()
+            deferred = self._deferred.pop(job.inputs.task_id, None)
         ml = job.inputs.ml_model
         log.info(
             "task_answered",
@@ -562,7 +509,7 @@ class NodeRuntime:
             mode=output.mode,
             lane=job.lane.value,
             replay=job.replay,
-            model=ml.model if ml is not None else None,
+            model=_shorten(ml.model) if ml is not None else None,
             carbon_g=output.carbon_g,
             energy_kwh=output.energy_kwh,
             grid_ci_g_per_kwh=output.grid_ci_g_per_kwh,
@@ -577,6 +524,8 @@ class NodeRuntime:
                 self._on_output(output)
             except Exception:
                 log.exception("on_output_failed", task_id=str(output.task_id))
+        if deferred is not None and self._accepting:
+            self._route(deferred)
 
     # -- writers (called under the lock) ---------------------------------------------------------
 
@@ -616,6 +565,14 @@ class NodeRuntime:
                 writer.unregister_instance(CO2FootprintImpl(task_id=oldest))
             except Exception:
                 log.exception("output_unregister_failed", task_id=f"{oldest.problem_id}.{oldest.iteration_id}")
+
+
+_LOGGED_TEXT_CHARS = 200
+"""Longest input text (a model name) written to a log line; a peer may send megabytes."""
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= _LOGGED_TEXT_CHARS else f"{text[:_LOGGED_TEXT_CHARS]}... ({len(text)} chars)"
 
 
 def _describe(exc: BaseException) -> str:

@@ -23,6 +23,8 @@ import structlog
 
 from carbon_node.bus.config_service import describe_responder
 from carbon_node.bus.cyclone import BusError
+from carbon_node.bus.fingerprint import inputs_fingerprint
+from carbon_node.bus.replay import decide, record
 from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output, fail_safely
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
 from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
@@ -258,14 +260,11 @@ class UpstreamRuntime:
                 self._changed.notify_all()
 
     def _compute(self, inputs: TaskInputs) -> tuple[TaskOutput, bool]:
-        if self._journal is not None:
-            try:
-                stored = self._journal.lookup(inputs.task_id)
-            except Exception:
-                log.exception("journal_lookup_failed", task_id=str(inputs.task_id))
-                stored = None
-            if stored is not None:
-                return dataclasses.replace(stored, task_id=inputs.task_id), True
+        # Upstream calls back for every complete set of inputs, a reused task id included: the journal decides.
+        fingerprint = inputs_fingerprint(inputs)
+        stored = decide(self._journal, inputs, fingerprint).replay
+        if stored is not None:
+            return stored, True
         try:
             if self._handler.lane(inputs) is Lane.MEASURE:
                 with self._measure_lock:
@@ -278,11 +277,7 @@ class UpstreamRuntime:
         if problem is not None:
             output = self._fail(inputs, f"invalid output: {problem}")
         output = dataclasses.replace(output, task_id=inputs.task_id)
-        if self._journal is not None:
-            try:
-                self._journal.record(output)
-            except Exception:
-                log.exception("journal_record_failed", task_id=str(inputs.task_id))
+        record(self._journal, output, fingerprint)
         return output, False
 
     def _fail(self, inputs: TaskInputs, message: str) -> TaskOutput:

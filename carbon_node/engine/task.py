@@ -4,6 +4,10 @@ Everything the engine needs is read here and nowhere else: the model name and ON
 provider's latency converted from its configured unit into seconds (F2), its power in watts, the
 user's and the ML provider's ``extra_data`` (decoded as UTF-8 JSON, F1) and the user's location.
 
+What one task may carry is bounded (:data:`carbon_node.core.MAX_TEXT_CHARS` per text,
+:data:`~carbon_node.core.MAX_LIST_ITEMS` per list, :data:`~carbon_node.core.MAX_EXTRA_DATA_BYTES` per
+``extra_data``): longer inputs are cut here, once, and the cut is named in :attr:`Task.warnings`.
+
 Numbers are checked: a NaN, an infinity or a negative latency or power makes the task invalid
 (:attr:`Task.hw_problem`); the engine answers such a task with its one error output unless the
 numbers are not needed (``NO_MODEL``).
@@ -16,7 +20,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from carbon_node.core import NO_MODEL, TaskId, TaskInputs, decode_extra_data
+from carbon_node.core import (
+    MAX_LIST_ITEMS,
+    MAX_TEXT_CHARS,
+    NO_MODEL,
+    TaskId,
+    TaskInputs,
+    cut_text,
+    decode_extra_data,
+    extra_data_cuts,
+)
 
 __all__ = ["LATENCY_UNIT_S", "LatencyUnit", "Location", "Task", "decode_task", "latency_to_s"]
 
@@ -98,7 +111,20 @@ def _unsupported_models(ml_extra: Mapping[str, Any]) -> tuple[tuple[str, ...], s
         return (), f"MLModel extra_data unsupported_models is {type(value).__name__}, expected a list of strings"
     names = tuple(item.strip().lower() for item in value if isinstance(item, str) and item.strip())
     problem = None if len(names) == len(value) else "MLModel extra_data unsupported_models has entries that are not strings"
+    if len(names) > MAX_LIST_ITEMS:
+        left_out = len(names) - MAX_LIST_ITEMS
+        cut = f"MLModel extra_data unsupported_models: {left_out} entries beyond the first {MAX_LIST_ITEMS} left out"
+        problem = f"{problem}; {cut}" if problem else cut
+        names = names[:MAX_LIST_ITEMS]
     return names, problem
+
+
+def _bounded(name: str, text: str, warnings: list[str]) -> str:
+    """``text`` stripped and cut to :data:`MAX_TEXT_CHARS` characters (:func:`cut_text`; the cut added to ``warnings``)."""
+    text = text.strip()
+    if len(text) > MAX_TEXT_CHARS:
+        warnings.append(f"{name} is {len(text)} characters: cut to {MAX_TEXT_CHARS} (its beginning and its end)")
+    return cut_text(text)
 
 
 def decode_task(inputs: TaskInputs, latency_unit: LatencyUnit) -> Task:
@@ -119,6 +145,11 @@ def decode_task(inputs: TaskInputs, latency_unit: LatencyUnit) -> Task:
     unsupported, problem = _unsupported_models(ml_extra)
     if problem:
         warnings.append(problem)
+    model = _bounded("MLModel model", inputs.ml_model.model, warnings)
+    model_path = _bounded("MLModel model_path", inputs.ml_model.model_path, warnings)
+    region = _bounded("UserInput geo_location_region", inputs.user_input.geo_location_region, warnings)
+    continent = _bounded("UserInput geo_location_continent", inputs.user_input.geo_location_continent, warnings)
+    warnings.extend(extra_data_cuts(model, user_extra))
 
     latency = float(inputs.hw.latency)
     power_w = float(inputs.hw.power_consumption)
@@ -134,15 +165,12 @@ def decode_task(inputs: TaskInputs, latency_unit: LatencyUnit) -> Task:
 
     return Task(
         task_id=inputs.task_id,
-        model=inputs.ml_model.model.strip(),
-        model_path=inputs.ml_model.model_path.strip(),
+        model=model,
+        model_path=model_path,
         latency_s=latency_s,
         latency_unit=latency_unit,
         power_w=power_w,
-        location=Location(
-            region=inputs.user_input.geo_location_region.strip(),
-            continent=inputs.user_input.geo_location_continent.strip(),
-        ),
+        location=Location(region=region, continent=continent),
         user_extra=user_extra,
         unsupported_models=unsupported,
         hw_problem=hw_problem,

@@ -2,10 +2,15 @@
 
 Inputs are TRANSIENT_LOCAL (PROTOCOL.md K5): after a restart the orchestrator's writers replay every
 task they still hold, and the node must answer them exactly as before. :class:`SqliteJournal` keeps one
-row per answered task (its id, the three published doubles, the published ``extra_data`` JSON text and
-the time it was recorded) in a SQLite file in the state directory.
+row per answered task (its id, the three published doubles, the published ``extra_data`` JSON text, the
+time it was recorded and the fingerprint of the inputs it answered) in a SQLite file in the state
+directory; :mod:`carbon_node.service.journal_schema` holds the table and its migration.
 
 Properties the node relies on:
+
+- A row says which inputs it answered (``inputs_fingerprint``), so that the bus replays it only for the
+  very same inputs (:mod:`carbon_node.bus.replay`); a new answer to the same task id replaces the row.
+  Rows written before fingerprints were kept (schema version 0, migrated on open) have none: never replayed.
 
 - Values come back bit-identical: doubles are stored as SQLite REALs (IEEE 754 binary64; a NaN, which
   SQLite stores as NULL, comes back as NaN), ``extra_data`` as the exact JSON text that was published.
@@ -40,7 +45,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import math
 import sqlite3
 import threading
@@ -52,7 +56,15 @@ from typing import Any
 
 import structlog
 
-from carbon_node.core import TaskId, TaskOutput, encode_extra_data
+from carbon_node.core import Answered, TaskId, TaskOutput, encode_extra_data
+from carbon_node.service.journal_schema import (
+    INSERT,
+    SELECT_ONE,
+    Key,
+    Row,
+    answered_from_row,
+    create_or_migrate,
+)
 
 __all__ = ["MEASURED_COMMIT_TIMEOUT_S", "SqliteJournal"]
 
@@ -60,22 +72,6 @@ log = structlog.get_logger(__name__)
 
 MEASURED_COMMIT_TIMEOUT_S = 5.0
 """Seconds ``record`` waits for a measured answer's commit before it lets the answer go out anyway."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS answered (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    problem_id INTEGER NOT NULL,
-    iteration_id INTEGER NOT NULL,
-    carbon_g REAL,
-    energy_kwh REAL,
-    grid_ci_g_per_kwh REAL,
-    extra_data TEXT NOT NULL,
-    node_error INTEGER NOT NULL,
-    recorded_at REAL NOT NULL,
-    UNIQUE (problem_id, iteration_id)
-);
-CREATE INDEX IF NOT EXISTS answered_recorded_at ON answered (recorded_at);
-"""
 
 _BUSY_TIMEOUT_S = 2.0
 """Seconds a statement waits for another process holding the file (e.g. a second node on the same state dir)."""
@@ -86,21 +82,6 @@ _COMMIT_INTERVAL_S = 0.1
 
 _IDLE_WAKE_S = 5.0
 """The writer thread's longest sleep with nothing queued (it ends once its journal is garbage-collected)."""
-
-_INSERT = (
-    "INSERT OR REPLACE INTO answered (problem_id, iteration_id, carbon_g, energy_kwh,"
-    " grid_ci_g_per_kwh, extra_data, node_error, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-
-_Key = tuple[int, int]
-_Row = tuple[int, int, float, float, float, str, int, float]
-"""One row as inserted: problem_id, iteration_id, carbon_g, energy_kwh, grid_ci_g_per_kwh, extra_data,
-node_error, recorded_at."""
-
-
-def _from_sql(value: float | None) -> float:
-    # SQLite has no NaN: it stores one as NULL. Nothing else is NULL in these columns.
-    return math.nan if value is None else float(value)
 
 
 class SqliteJournal:
@@ -142,8 +123,8 @@ class SqliteJournal:
         # Rows recorded and not committed yet: queued, and the batch being written (guarded by _queue).
         # _recorded numbers the record calls; _committed is the number of the last one written (or dropped).
         self._queue = threading.Condition(threading.Lock())
-        self._pending: dict[_Key, _Row] = {}
-        self._writing: dict[_Key, _Row] = {}
+        self._pending: dict[Key, Row] = {}
+        self._writing: dict[Key, Row] = {}
         self._recorded = 0
         self._committed = 0
         # hash() of the key of every row that may be in the file or queued (a superset: pruned rows stay
@@ -203,7 +184,7 @@ class SqliteJournal:
             # WAL + NORMAL survives a killed process (the WAL is in the OS page cache); only a power
             # loss may drop the last commits, whose tasks are then measured again.
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
+            create_or_migrate(conn)
             self._prune(self._clock())
             self._load_keys()
             self._reader = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_S, check_same_thread=False, isolation_level=None)
@@ -243,8 +224,8 @@ class SqliteJournal:
 
     # -- Journal protocol --------------------------------------------------------------------------
 
-    def lookup(self, task_id: TaskId) -> TaskOutput | None:
-        """The output recorded for ``task_id`` within the retention window, or None (also when disabled)."""
+    def lookup(self, task_id: TaskId) -> Answered | None:
+        """The answer recorded for ``task_id`` within the retention window, or None (also when disabled)."""
         key = (task_id.problem_id, task_id.iteration_id)
         oldest = self._clock() - self.retention_s
         with self._queue:
@@ -256,7 +237,7 @@ class SqliteJournal:
             # Queued rows answer as their committed copies will.
             if self._disabled_reason is not None or queued[7] < oldest:
                 return None
-            row = queued[2:7]
+            row = (*queued[2:7], queued[8])  # as SELECT_ONE reads it: no recorded_at
         else:
             # Not queued now: committed before (a batch leaves _writing only once committed), or never recorded.
             failure: sqlite3.Error | None = None
@@ -264,11 +245,7 @@ class SqliteJournal:
                 if self._reader is None:
                     return None
                 try:
-                    row = self._reader.execute(
-                        "SELECT carbon_g, energy_kwh, grid_ci_g_per_kwh, extra_data, node_error FROM answered"
-                        " WHERE problem_id = ? AND iteration_id = ? AND recorded_at >= ?",
-                        (task_id.problem_id, task_id.iteration_id, oldest),
-                    ).fetchone()
+                    row = self._reader.execute(SELECT_ONE, (task_id.problem_id, task_id.iteration_id, oldest)).fetchone()
                 except sqlite3.Error as exc:
                     failure = exc
             if failure is not None:
@@ -277,23 +254,12 @@ class SqliteJournal:
                 return None
         if row is None:
             return None
-        carbon_g, energy_kwh, grid_ci, extra_text, node_error = row
-        try:
-            extra: dict[str, Any] = json.loads(extra_text)
-        except (TypeError, ValueError) as exc:
-            log.warning("journal_row_unreadable", task_id=str(task_id), error=str(exc))
-            return None
-        return TaskOutput(
-            task_id=task_id,
-            carbon_g=_from_sql(carbon_g),
-            energy_kwh=_from_sql(energy_kwh),
-            grid_ci_g_per_kwh=_from_sql(grid_ci),
-            extra_data=extra,
-            node_error=bool(node_error),
-        )
+        return answered_from_row(task_id, row)
 
-    def record(self, output: TaskOutput) -> None:
+    def record(self, output: TaskOutput, inputs_fingerprint: str | None = None) -> None:
         """Queue ``output`` for the next commit (replacing an earlier answer to the same task). Never raises.
+
+        ``inputs_fingerprint`` names the inputs it answers; without one the row is never replayed.
 
         The outcome of a measurement (a ``tracker`` output, or an error the measurement raised: timeout,
         worker crash, refused model) is committed before this returns, so it is on disk before it is
@@ -304,7 +270,7 @@ class SqliteJournal:
         try:
             # The text that is published, so that a replay publishes the very same bytes.
             extra_text = encode_extra_data(output.extra_data).decode("utf-8")
-            row: _Row = (
+            row: Row = (
                 output.task_id.problem_id,
                 output.task_id.iteration_id,
                 float(output.carbon_g),
@@ -313,6 +279,7 @@ class SqliteJournal:
                 extra_text,
                 int(output.node_error),
                 self._clock(),
+                inputs_fingerprint,
             )
         except (TypeError, ValueError, RecursionError) as exc:
             log.warning("journal_record_skipped", task_id=str(output.task_id), error=str(exc))
@@ -337,7 +304,7 @@ class SqliteJournal:
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def _next_batch(self) -> tuple[dict[_Key, _Row], int] | None:
+    def _next_batch(self) -> tuple[dict[Key, Row], int] | None:
         """The queued rows, once due (at once after an idle spell, else ``commit_interval_s`` after the
         last commit), moved to ``_writing``, with the number of the last record among them; ({}, 0)
         after ``_IDLE_WAKE_S`` with nothing queued; None when the journal stops. Writer thread only."""
@@ -353,14 +320,14 @@ class SqliteJournal:
                 elif not self._queue.wait(_IDLE_WAKE_S) and not self._pending:
                     return {}, 0
 
-    def _take_queued(self) -> tuple[dict[_Key, _Row], int]:
+    def _take_queued(self) -> tuple[dict[Key, Row], int]:
         """Move the queued rows to ``_writing``; the caller holds ``_queue``."""
         batch, self._pending = self._pending, {}
         self._writing = {**self._writing, **batch}
         self._flush_wanted = False
         return batch, self._recorded
 
-    def _commit(self, batch: dict[_Key, _Row], upto: int) -> None:
+    def _commit(self, batch: dict[Key, Row], upto: int) -> None:
         """Write ``batch`` and prune in one transaction; then lookups read it from the file and flush() returns."""
         with self._lock:
             if self._conn is not None:
@@ -368,7 +335,7 @@ class SqliteJournal:
                 try:
                     with self._conn:  # one transaction: the rows and the pruning
                         self._conn.execute("BEGIN IMMEDIATE")
-                        self._conn.executemany(_INSERT, batch.values())
+                        self._conn.executemany(INSERT, batch.values())
                         self._prune(now)
                 except Exception as exc:  # sqlite3.Error, or anything else: the journal is off either way
                     self._disable("record", exc)

@@ -155,3 +155,35 @@ def test_release_times_come_from_the_injected_clock(clock: FakeClock) -> None:
 def test_invalid_bounds_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Assembler(**kwargs)
+
+
+def _send_all(assembler: Assembler, problem_id: int, tag: str = "") -> list[Any]:
+    releases: list[Any] = []
+    for k in (ML, HW, USER):
+        releases.extend(assembler.add(k, sample(k, problem_id, tag=tag)))
+    return releases
+
+
+def test_a_released_task_id_whose_three_inputs_come_again_is_released_again_with_what_was_answered(
+    clock: FakeClock,
+) -> None:
+    assembler = Assembler(clock=clock)
+    (first,) = _send_all(assembler, 5, tag="a")
+    assert first.fingerprint is not None and first.answered_before is None
+    (again,) = _send_all(assembler, 5, tag="b")  # a restarted orchestrator numbering from 1 again
+    assert again.kind is ReleaseKind.COMPLETE
+    assert again.inputs.ml_model.model == "b"
+    assert again.answered_before == first.fingerprint != again.fingerprint
+    (third,) = _send_all(assembler, 5, tag="b")  # the same inputs once more
+    assert third.fingerprint == again.fingerprint == third.answered_before
+
+
+def test_late_inputs_of_a_released_task_that_never_complete_are_dropped_without_an_answer(clock: FakeClock) -> None:
+    assembler = Assembler(input_timeout_s=1.0, clock=clock)
+    _send_all(assembler, 5)
+    assert assembler.add(USER, sample(USER, 5, tag="new")) == []
+    assert assembler.next_expiry_s() == pytest.approx(101.0)
+    clock.now_s += 2.0
+    assert assembler.expire() == []
+    assert assembler.next_expiry_s() is None
+    assert assembler.add(ML, sample(ML, 5)) == [] and assembler.add(HW, sample(HW, 5)) == []  # the held one is gone

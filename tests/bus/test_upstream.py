@@ -11,12 +11,14 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from carbon_node.bus.cyclone import BusError
 from carbon_node.bus.runtime import NodeRuntime
 from carbon_node.bus.types import MLModelImpl
 from carbon_node.bus.upstream import UpstreamRuntime, make_bus, upstream_available, wire_from_accessors
 from carbon_node.core import Lane, TaskId, TaskInputs, TaskOutput, base_extra_data, error_output
+from carbon_node.service.journal import SqliteJournal
 
 FAKE_ROOT = Path(__file__).resolve().parent.parent / "fake_sustainml"
 
@@ -134,22 +136,30 @@ def test_a_handler_exception_becomes_an_error_output_on_upstream(fake_upstream: 
     runtime.stop(5.0)
 
 
-def test_the_journal_answers_replays_on_upstream_too(fake_upstream: ModuleType) -> None:
+def test_the_journal_replays_identical_inputs_on_upstream_too(fake_upstream: ModuleType, tmp_path: Path) -> None:
     handler = EchoHandler()
-    stored: dict[TaskId, TaskOutput] = {}
-
-    class Journal:
-        def lookup(self, task_id: TaskId) -> TaskOutput | None:
-            return stored.get(task_id)
-
-        def record(self, output: TaskOutput) -> None:
-            stored[output.task_id] = output
-
-    runtime, node = start_upstream(handler, fake_upstream, journal=Journal())
+    journal = SqliteJournal(tmp_path / "journal.sqlite3", max_tasks=100, retention_s=3600.0)
+    runtime, node = start_upstream(handler, fake_upstream, journal=journal)
     node.deliver(*accessor_task(fake_upstream, "gpt2", power_w=12.0))
-    _, co2 = node.deliver(*accessor_task(fake_upstream, "gpt2", power_w=99.0))
+    _, co2 = node.deliver(*accessor_task(fake_upstream, "gpt2", power_w=12.0))
     assert co2.get("carbon_footprint") == 12.0
     assert len(handler.handled) == 1 and runtime.stats().replayed == 1
+    runtime.stop(5.0)
+
+
+def test_a_reused_task_id_with_other_inputs_is_computed_anew_on_upstream(fake_upstream: ModuleType, tmp_path: Path) -> None:
+    handler = EchoHandler()
+    journal = SqliteJournal(tmp_path / "journal.sqlite3", max_tasks=100, retention_s=3600.0)
+    runtime, node = start_upstream(handler, fake_upstream, journal=journal)
+    node.deliver(*accessor_task(fake_upstream, "gpt2", power_w=12.0))
+    with capture_logs() as logs:
+        _, co2 = node.deliver(*accessor_task(fake_upstream, "distilgpt2", power_w=99.0))
+    assert co2.get("carbon_footprint") == 99.0
+    assert json.loads(bytes(co2.get("extra_data")))["model_restrains"] == ["distilgpt2"]
+    assert len(handler.handled) == 2 and runtime.stats().replayed == 0
+    assert [e["task_id"] for e in logs if e["event"] == "task_id_reused"] == ["5.2"]
+    stored = journal.lookup(TaskId(5, 2))
+    assert stored is not None and stored.output.carbon_g == 99.0  # the row was replaced
     runtime.stop(5.0)
 
 

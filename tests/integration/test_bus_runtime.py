@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import structlog.testing
+from structlog.testing import capture_logs
 
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.runtime import NodeRuntime
@@ -25,7 +26,7 @@ from carbon_node.bus.types import (
     TaskIdImpl,
     UserInputImpl,
 )
-from carbon_node.core import Lane, TaskId, TaskInputs, TaskOutput, base_extra_data, error_output
+from carbon_node.core import Answered, Lane, TaskId, TaskInputs, TaskOutput, base_extra_data, error_output
 
 WAIT_S = 10.0  # generous bound for one DDS round trip on a loaded 2-core machine
 
@@ -67,16 +68,19 @@ class ScriptedHandler:
 
 
 class MemoryJournal:
-    """The smallest Journal: outputs by task id, in memory."""
+    """The smallest Journal: outputs and their inputs' fingerprints by task id, in memory."""
 
     def __init__(self) -> None:
         self.outputs: dict[TaskId, TaskOutput] = {}
+        self.fingerprints: dict[TaskId, str | None] = {}
 
-    def lookup(self, task_id: TaskId) -> TaskOutput | None:
-        return self.outputs.get(task_id)
+    def lookup(self, task_id: TaskId) -> Answered | None:
+        output = self.outputs.get(task_id)
+        return Answered(output, self.fingerprints[task_id]) if output is not None else None
 
-    def record(self, output: TaskOutput) -> None:
+    def record(self, output: TaskOutput, inputs_fingerprint: str | None = None) -> None:
         self.outputs[output.task_id] = output
+        self.fingerprints[output.task_id] = inputs_fingerprint
 
 
 def extra(output: CO2FootprintImpl) -> dict[str, Any]:
@@ -369,6 +373,40 @@ def test_a_journal_replays_the_stored_output_after_restart_without_recomputing(
     assert second_node.stats().replayed == 1
 
 
+def test_a_task_id_reused_with_other_inputs_in_the_same_lifetime_is_computed_from_the_new_inputs(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], handler: ScriptedHandler
+) -> None:
+    journal = MemoryJournal()
+    runtime = start_node(journal=journal)
+    task_id = task(orchestrator, 73, "first-model")
+    orchestrator.wait_output(task_id, WAIT_S)
+    with capture_logs() as logs:
+        task(orchestrator, 73, "second-model")  # an orchestrator restarted, numbering from 1 again
+        wait_for(lambda: orchestrator.output_count() == 2)
+    assert extra(orchestrator.outputs()[task_id])["model_restrains"] == ["second-model"]
+    assert journal.outputs[task_id].extra_data["model_restrains"] == ["second-model"]  # the row replaced
+    assert "task_id_reused" in [e["event"] for e in logs]
+    task(orchestrator, 73, "second-model")  # the very same inputs again: the journal's answer, not recomputed
+    wait_for(lambda: orchestrator.output_count() == 3)
+    assert extra(orchestrator.outputs()[task_id])["model_restrains"] == ["second-model"]
+    assert handler.handled == [task_id, task_id]
+    assert runtime.stats().replayed == 1
+
+
+def test_a_task_id_reused_while_its_earlier_task_runs_is_computed_after_it(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], handler: ScriptedHandler
+) -> None:
+    start_node(journal=MemoryJournal())
+    task_id = task(orchestrator, 75, "slow-first")
+    assert handler.slow_started.wait(WAIT_S)
+    task(orchestrator, 75, "second")  # new inputs for the same id while the first is being measured
+    time.sleep(0.3)
+    handler.slow_release.set()
+    wait_for(lambda: orchestrator.output_count() == 2)
+    assert extra(orchestrator.outputs()[task_id])["model_restrains"] == ["second"]
+    assert handler.handled == [task_id, task_id]
+
+
 def test_on_output_receives_queue_and_total_durations(orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime]) -> None:
     seen: list[TaskOutput] = []
     start_node(on_output=seen.append)
@@ -443,9 +481,9 @@ def test_a_callback_calling_sys_exit_does_not_kill_its_lane(
 class SlowJournal(MemoryJournal):
     """Records take 50 ms, as a commit may: time for stop() and a finishing lane to race."""
 
-    def record(self, output: TaskOutput) -> None:
+    def record(self, output: TaskOutput, inputs_fingerprint: str | None = None) -> None:
         time.sleep(0.05)
-        super().record(output)
+        super().record(output, inputs_fingerprint)
 
 
 def test_the_journal_holds_the_output_that_was_published_when_stop_races_a_finishing_task(

@@ -477,3 +477,91 @@ def test_a_node_killed_and_restarted_replays_answered_tasks_identically_and_answ
         h.outputs.assert_one_value_each([answered, in_flight, incomplete])
         assert h.outputs.extra(incomplete)["mode"] == "tracker"
         assert_answers_next_task(h)
+
+
+# -- node and orchestrator restarted together: task ids start again from 1.1 ------------------------
+
+
+def node_events(node: NodeProcess, event: str, task_id: TaskId) -> list[dict[str, Any]]:
+    """The node's JSON log records of ``event`` for ``task_id``, in order."""
+    found = []
+    for line in node.log_text().splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and record.get("event") == event and record.get("task_id") == str(task_id):
+            found.append(record)
+    return found
+
+
+def journal_row(state_dir: Path, task_id: TaskId) -> tuple[str, str | None]:
+    """The journal's ``extra_data`` text and inputs fingerprint for ``task_id`` (the node stopped)."""
+    import sqlite3
+
+    conn = sqlite3.connect(state_dir / "journal.sqlite3")
+    try:
+        row = conn.execute(
+            "SELECT extra_data, inputs_fingerprint FROM answered WHERE problem_id = ? AND iteration_id = ?",
+            (task_id.problem_id, task_id.iteration_id),
+        ).fetchone()
+    finally:
+        conn.close()
+    assert row is not None, f"no journal row for {task_id}"
+    return str(row[0]), row[1]
+
+
+@pytest.mark.timeout(300)
+def test_after_node_and_orchestrator_restart_a_reused_task_id_is_answered_from_its_new_inputs(
+    tmp_path: Path, dds_domain: int
+) -> None:
+    state = tmp_path / "state"
+    tiny = str(build_tiny_text_model(tmp_path / "tiny"))
+    node = NodeProcess(node_env(dds_domain, state), tmp_path / "node.log")
+    outputs = OutputLog(dds_domain)
+    task_id = TaskId(1, 1)  # what upstream's orchestrator numbers its first task, after every start
+    orchestrator = Orchestrator(dds_domain)
+    try:
+        node.start(orchestrator)
+        orchestrator.publish_task(task_id, *Tasks.inputs(task_id, tiny))
+        outputs.wait([task_id])
+        assert outputs.extra(task_id)["mode"] == "tracker"
+        node.stop()
+
+        # A host reboot: both restart, nobody holds the old history, the new orchestrator sends 1.1 again.
+        orchestrator.close()
+        orchestrator = Orchestrator(dds_domain)
+        node.start(orchestrator)
+        key = _wire_id(task_id)
+        new_inputs = (
+            MLModelImpl(model="NO_MODEL", task_id=key),
+            HWResourceImpl(hw_description="test", power_consumption=10.0, latency=1e-6, task_id=key),
+            UserInputImpl(extra_data=list(b'{"num_outputs": 2, "model_restrains": ["gpt2-large"]}'), task_id=key),
+        )
+        orchestrator.publish_task(task_id, *new_inputs)
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while len(outputs.answers(task_id)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        answers = outputs.answers(task_id)
+        assert len(answers) == 2, "the reused task id was not answered"
+        new = json.loads(answers[1][3])
+        assert (new["mode"], new["model_restrains"], new["num_outputs"]) == ("no_model", ["NO_MODEL", "gpt2-large"], 2)
+        assert answers[1][:3] == (0.0, 0.0, 0.0)
+        assert [r["replay"] for r in node_events(node, "task_answered", task_id)] == [False, False]
+        assert len(node_events(node, "task_id_reused", task_id)) == 1
+
+        # The same inputs again, from the same orchestrator: the journal's answer, unchanged and instant.
+        orchestrator.publish_task(task_id, *new_inputs)
+        deadline = time.monotonic() + ANSWER_TIMEOUT_S
+        while len(outputs.answers(task_id)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert outputs.answers(task_id)[2:] == [answers[1]]
+        assert [r["replay"] for r in node_events(node, "task_answered", task_id)] == [False, False, True]
+        node.stop()
+        extra_text, fingerprint = journal_row(state, task_id)
+        assert json.loads(extra_text)["mode"] == "no_model"  # the row was replaced
+        assert fingerprint is not None and fingerprint.startswith("v1:")
+    finally:
+        node.stop()
+        outputs.close()
+        orchestrator.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from carbon_node.core import Journal, TaskId, TaskOutput
+from carbon_node.core import Answered, Journal, TaskId, TaskOutput
 from carbon_node.service.journal import SqliteJournal
 
 DAY_S = 86400.0
@@ -40,6 +40,12 @@ def output(problem_id: int, iteration_id: int = 1, **overrides: object) -> TaskO
     return TaskOutput(TaskId(problem_id, iteration_id), **values)  # type: ignore[arg-type]
 
 
+def found(journal: Journal, task_id: TaskId) -> TaskOutput | None:
+    """The output the journal holds for ``task_id`` (whatever its inputs' fingerprint), or None."""
+    answered = journal.lookup(task_id)
+    return answered.output if answered is not None else None
+
+
 def journal_at(
     tmp_path: Path, clock: FakeClock | None = None, max_tasks: int = 1000, retention_s: float = DAY_S
 ) -> SqliteJournal:
@@ -48,7 +54,7 @@ def journal_at(
 
 def test_it_implements_the_core_journal_protocol(tmp_path: Path) -> None:
     journal: Journal = journal_at(tmp_path)
-    assert journal.lookup(TaskId(1, 1)) is None
+    assert found(journal, TaskId(1, 1)) is None
 
 
 def test_a_recorded_output_comes_back_with_identical_values_and_extra_data_bytes(tmp_path: Path) -> None:
@@ -56,7 +62,7 @@ def test_a_recorded_output_comes_back_with_identical_values_and_extra_data_bytes
     original = output(7, 3)
     journal.record(original)
 
-    replay = journal.lookup(TaskId(7, 3))
+    replay = found(journal, TaskId(7, 3))
 
     assert replay is not None
     assert replay == original
@@ -68,8 +74,8 @@ def test_a_recorded_output_comes_back_with_identical_values_and_extra_data_bytes
 def test_an_unknown_task_is_not_found(tmp_path: Path) -> None:
     journal = journal_at(tmp_path)
     journal.record(output(1, 1))
-    assert journal.lookup(TaskId(1, 2)) is None
-    assert journal.lookup(TaskId(2, 1)) is None
+    assert found(journal, TaskId(1, 2)) is None
+    assert found(journal, TaskId(2, 1)) is None
 
 
 def test_answers_survive_a_new_journal_on_the_same_file(tmp_path: Path) -> None:
@@ -77,7 +83,7 @@ def test_answers_survive_a_new_journal_on_the_same_file(tmp_path: Path) -> None:
     first.record(output(5, 1))
     first.close()
 
-    assert journal_at(tmp_path).lookup(TaskId(5, 1)) == output(5, 1)
+    assert found(journal_at(tmp_path), TaskId(5, 1)) == output(5, 1)
 
 
 def test_answers_survive_a_process_that_never_closed_the_journal(tmp_path: Path) -> None:
@@ -91,7 +97,7 @@ def test_answers_survive_a_process_that_never_closed_the_journal(tmp_path: Path)
         os._exit(0)
     os.waitpid(pid, 0)
 
-    assert journal_at(tmp_path).lookup(TaskId(9, 9)) == output(9, 9)
+    assert found(journal_at(tmp_path), TaskId(9, 9)) == output(9, 9)
 
 
 def test_a_measured_answer_is_on_disk_when_record_returns(tmp_path: Path) -> None:
@@ -104,20 +110,20 @@ def test_a_measured_answer_is_on_disk_when_record_returns(tmp_path: Path) -> Non
         os.kill(os.getpid(), signal.SIGKILL)
     os.waitpid(pid, 0)
 
-    assert journal_at(tmp_path).lookup(TaskId(8, 8)) == output(8, 8)
+    assert found(journal_at(tmp_path), TaskId(8, 8)) == output(8, 8)
 
 
 def test_a_burst_of_answers_is_committed_in_batches_and_found_before_and_after(tmp_path: Path) -> None:
     journal = journal_at(tmp_path, max_tasks=10_000)
     for problem_id in range(1, 2001):
         journal.record(output(problem_id))
-        assert journal.lookup(TaskId(problem_id, 1)) == output(problem_id)  # queued: found at once
+        assert found(journal, TaskId(problem_id, 1)) == output(problem_id)  # queued: found at once
     assert journal.flush(timeout_s=30)
     journal.close()
 
     reopened = journal_at(tmp_path, max_tasks=10_000)
     assert len(reopened) == 2000
-    assert all(reopened.lookup(TaskId(p, 1)) == output(p) for p in (1, 1000, 2000))
+    assert all(found(reopened, TaskId(p, 1)) == output(p) for p in (1, 1000, 2000))
 
 
 def test_the_in_memory_key_set_forgets_pruned_rows_and_lookups_stay_exact(tmp_path: Path) -> None:
@@ -126,8 +132,8 @@ def test_the_in_memory_key_set_forgets_pruned_rows_and_lookups_stay_exact(tmp_pa
         journal.record(output(problem_id))
     assert len(journal) == 10
     assert len(journal._keys) <= 10 + 1000 + 1  # rebuilt from the file once it outgrew max_tasks
-    assert journal.lookup(TaskId(4990, 1)) is None
-    assert all(journal.lookup(TaskId(p, 1)) == output(p) for p in range(4991, 5001))
+    assert found(journal, TaskId(4990, 1)) is None
+    assert all(found(journal, TaskId(p, 1)) == output(p) for p in range(4991, 5001))
 
 
 def test_close_commits_what_is_queued(tmp_path: Path) -> None:
@@ -135,8 +141,8 @@ def test_close_commits_what_is_queued(tmp_path: Path) -> None:
     journal.record(output(1))  # committed at once: the journal was idle
     journal.record(output(2))  # queued behind the first commit
     journal.close()
-    assert journal.lookup(TaskId(2, 1)) is None  # closed
-    assert journal_at(tmp_path).lookup(TaskId(2, 1)) == output(2)
+    assert found(journal, TaskId(2, 1)) is None  # closed
+    assert found(journal_at(tmp_path), TaskId(2, 1)) == output(2)
 
 
 def test_error_outputs_and_the_node_error_flag_round_trip(tmp_path: Path) -> None:
@@ -150,14 +156,14 @@ def test_error_outputs_and_the_node_error_flag_round_trip(tmp_path: Path) -> Non
         extra_data={"num_outputs": 1, "model_restrains": ["x"], "mode": "error", "error": "boom"},
     )
     journal.record(failed)
-    replay = journal.lookup(TaskId(3, 1))
+    replay = found(journal, TaskId(3, 1))
     assert replay is not None and replay.node_error and replay == failed
 
 
 def test_non_finite_doubles_come_back_non_finite(tmp_path: Path) -> None:
     journal = journal_at(tmp_path)
     journal.record(output(4, carbon_g=math.nan, energy_kwh=math.inf, grid_ci_g_per_kwh=-math.inf))
-    replay = journal.lookup(TaskId(4, 1))
+    replay = found(journal, TaskId(4, 1))
     assert replay is not None
     assert math.isnan(replay.carbon_g) and replay.energy_kwh == math.inf and replay.grid_ci_g_per_kwh == -math.inf
 
@@ -166,7 +172,7 @@ def test_recording_a_task_again_keeps_the_latest_answer_only(tmp_path: Path) -> 
     journal = journal_at(tmp_path)
     journal.record(output(2, carbon_g=1.0))
     journal.record(output(2, carbon_g=2.0))
-    replay = journal.lookup(TaskId(2, 1))
+    replay = found(journal, TaskId(2, 1))
     assert replay is not None and replay.carbon_g == 2.0
     assert len(journal) == 1
 
@@ -177,8 +183,8 @@ def test_only_the_newest_max_tasks_answers_are_kept(tmp_path: Path) -> None:
         journal.record(output(problem_id))
 
     assert len(journal) == 10
-    assert journal.lookup(TaskId(15, 1)) is None
-    assert all(journal.lookup(TaskId(p, 1)) is not None for p in range(16, 26))
+    assert found(journal, TaskId(15, 1)) is None
+    assert all(found(journal, TaskId(p, 1)) is not None for p in range(16, 26))
 
 
 def test_answers_older_than_the_retention_are_not_replayed(tmp_path: Path) -> None:
@@ -186,10 +192,10 @@ def test_answers_older_than_the_retention_are_not_replayed(tmp_path: Path) -> No
     journal = journal_at(tmp_path, clock, retention_s=DAY_S)
     journal.record(output(1))
     clock.now_s += DAY_S - 1
-    assert journal.lookup(TaskId(1, 1)) is not None
+    assert found(journal, TaskId(1, 1)) is not None
 
     clock.now_s += 2
-    assert journal.lookup(TaskId(1, 1)) is None
+    assert found(journal, TaskId(1, 1)) is None
 
 
 def test_a_write_prunes_the_answers_older_than_the_retention(tmp_path: Path) -> None:
@@ -201,7 +207,7 @@ def test_a_write_prunes_the_answers_older_than_the_retention(tmp_path: Path) -> 
     journal.record(output(3))
 
     assert len(journal) == 1
-    assert journal.lookup(TaskId(3, 1)) is not None
+    assert found(journal, TaskId(3, 1)) is not None
 
 
 def test_opening_a_journal_prunes_expired_answers(tmp_path: Path) -> None:
@@ -216,7 +222,7 @@ def test_a_corrupt_file_disables_the_journal_with_one_warning(tmp_path: Path) ->
     with capture_logs() as logs:
         journal = journal_at(tmp_path)
         journal.record(output(1))
-        assert journal.lookup(TaskId(1, 1)) is None
+        assert found(journal, TaskId(1, 1)) is None
         journal.record(output(2))
 
     assert not journal.enabled
@@ -231,7 +237,7 @@ def test_a_journal_under_a_path_that_cannot_be_a_directory_is_disabled(tmp_path:
     with capture_logs() as logs:
         journal = SqliteJournal(blocker / "journal.sqlite3", max_tasks=10, retention_s=60.0)
         journal.record(output(1))
-        assert journal.lookup(TaskId(1, 1)) is None
+        assert found(journal, TaskId(1, 1)) is None
     assert not journal.enabled
     assert [entry["event"] for entry in logs] == ["journal_disabled"]
     assert blocker.read_text() == "a file where the state directory should be"
@@ -245,7 +251,7 @@ def test_a_read_only_directory_disables_the_journal(tmp_path: Path) -> None:
         journal = SqliteJournal(locked / "journal.sqlite3", max_tasks=10, retention_s=60.0)
         journal.record(output(1))
         assert not journal.enabled
-        assert journal.lookup(TaskId(1, 1)) is None
+        assert found(journal, TaskId(1, 1)) is None
     finally:
         locked.chmod(0o700)
 
@@ -262,7 +268,7 @@ def test_a_journal_file_that_became_read_only_stops_recording_without_raising(tm
         journal.record(output(3))
         journal.flush()  # the writer thread commits them and finds the file read-only
     assert not journal.enabled
-    assert journal.lookup(TaskId(1, 1)) is None
+    assert found(journal, TaskId(1, 1)) is None
     assert [entry["event"] for entry in logs] == ["journal_disabled"]
 
 
@@ -274,7 +280,7 @@ def test_concurrent_threads_record_and_look_up_without_losing_answers(tmp_path: 
         try:
             for iteration in range(1, 101):
                 journal.record(output(thread_index, iteration, carbon_g=float(thread_index * 1000 + iteration)))
-                replay = journal.lookup(TaskId(thread_index, iteration))
+                replay = found(journal, TaskId(thread_index, iteration))
                 assert replay is not None and replay.carbon_g == float(thread_index * 1000 + iteration)
         except BaseException as exc:  # collected and re-raised in the main thread
             errors.append(exc)
@@ -297,3 +303,76 @@ def test_invalid_bounds_are_rejected(tmp_path: Path) -> None:
         SqliteJournal(tmp_path / "j", max_tasks=1, retention_s=0.0)
     with pytest.raises(ValueError):
         SqliteJournal(tmp_path / "j", max_tasks=1, retention_s=1.0, commit_interval_s=-1.0)
+
+
+# -- replay identity: the inputs' fingerprint, and files from before it ---------------------------------
+
+_SCHEMA_V0 = """
+CREATE TABLE answered (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    problem_id INTEGER NOT NULL,
+    iteration_id INTEGER NOT NULL,
+    carbon_g REAL,
+    energy_kwh REAL,
+    grid_ci_g_per_kwh REAL,
+    extra_data TEXT NOT NULL,
+    node_error INTEGER NOT NULL,
+    recorded_at REAL NOT NULL,
+    UNIQUE (problem_id, iteration_id)
+);
+CREATE INDEX answered_recorded_at ON answered (recorded_at);
+"""
+"""The journal's first schema, as released: no inputs_fingerprint column."""
+
+
+def test_a_row_keeps_the_fingerprint_of_the_inputs_it_answered(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(3, 1), "v1:aa")
+    assert journal.lookup(TaskId(3, 1)) == Answered(output(3, 1), "v1:aa")  # queued
+    journal.close()
+    assert journal_at(tmp_path).lookup(TaskId(3, 1)) == Answered(output(3, 1), "v1:aa")  # from the file
+
+
+def test_a_new_answer_to_the_same_task_id_replaces_the_row_and_its_fingerprint(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(3, 1), "v1:aa")
+    journal.flush()
+    journal.record(output(3, 1, carbon_g=7.0), "v1:bb")
+    journal.close()
+    reopened = journal_at(tmp_path)
+    assert reopened.lookup(TaskId(3, 1)) == Answered(output(3, 1, carbon_g=7.0), "v1:bb")
+    assert len(reopened) == 1
+
+
+def test_a_journal_file_of_the_first_schema_opens_and_its_rows_have_no_fingerprint(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(_SCHEMA_V0)
+        conn.execute(
+            "INSERT INTO answered (problem_id, iteration_id, carbon_g, energy_kwh, grid_ci_g_per_kwh, extra_data,"
+            " node_error, recorded_at) VALUES (1, 1, 0.5, 0.25, 400.0, ?, 0, ?)",
+            ('{"num_outputs": 1, "model_restrains": ["gpt2"], "mode": "tracker"}', FakeClock()()),
+        )
+    conn.close()
+
+    with capture_logs() as logs:
+        journal = journal_at(tmp_path)
+    assert journal.enabled, journal.disabled_reason
+    old = journal.lookup(TaskId(1, 1))
+    assert old is not None and old.inputs_fingerprint is None  # unknown inputs: never replayed
+    assert old.output.carbon_g == 0.5 and old.output.mode == "tracker"
+    assert [(e["event"], e["rows_without_fingerprint"]) for e in logs if e["event"] == "journal_migrated"] == [
+        ("journal_migrated", 1)
+    ]
+
+    journal.record(output(1, 1, carbon_g=2.0), "v1:new")  # the task computed anew replaces the old row
+    journal.record(output(2, 1), "v1:two")
+    journal.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        rows = conn.execute("SELECT problem_id, carbon_g, inputs_fingerprint FROM answered ORDER BY problem_id").fetchall()
+    conn.close()
+    assert rows == [(1, 2.0, "v1:new"), (2, 0.1 + 0.2, "v1:two")]
+    with capture_logs() as logs:
+        journal_at(tmp_path).close()
+    assert not [e for e in logs if e["event"] == "journal_migrated"]  # migrated once

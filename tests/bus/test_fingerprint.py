@@ -1,0 +1,50 @@
+"""The inputs' fingerprint names their content: every field counts, the task id does not."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from carbon_node.bus.fingerprint import input_digest, inputs_fingerprint
+from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
+from carbon_node.core import make_inputs
+
+
+def test_the_same_inputs_under_another_task_id_have_the_same_fingerprint() -> None:
+    assert inputs_fingerprint(make_inputs(model="gpt2", task_id=(1, 1))) == inputs_fingerprint(
+        make_inputs(model="gpt2", task_id=(9, 4))
+    )
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"model": "distilgpt2"},
+        {"model_path": "m.onnx"},
+        {"latency": 2.0},
+        {"power": 0.5},
+        {"user_extra": {"model_restrains": ["a"]}},
+        {"ml_extra": {"x": 1}},
+        {"region": "Spain"},
+    ],
+    ids=lambda changed: next(iter(changed)),
+)
+def test_any_changed_field_changes_the_fingerprint(changed: dict[str, object]) -> None:
+    base = {"model": "gpt2", "latency": 1.0, "power": 10.0}
+    assert inputs_fingerprint(make_inputs(**base)) != inputs_fingerprint(make_inputs(**{**base, **changed}))  # type: ignore[arg-type]
+
+
+def test_octets_count_as_bytes_whatever_their_python_form_and_floats_by_their_bits() -> None:
+    key = TaskIdImpl(1, 1)
+    as_list = UserInputImpl(extra_data=list(b'{"a": 1}'), task_id=key)
+    assert input_digest(as_list) == input_digest(dataclasses.replace(as_list, extra_data=b'{"a": 1}'))  # type: ignore[arg-type]
+    nan = HWResourceImpl(latency=math.nan, task_id=key)
+    assert input_digest(nan) == input_digest(HWResourceImpl(latency=float("nan"), task_id=key))
+    assert input_digest(HWResourceImpl(latency=0.0)) != input_digest(HWResourceImpl(latency=-0.0))
+
+
+def test_fields_do_not_run_into_each_other() -> None:
+    assert input_digest(MLModelImpl(model="ab", model_path="")) != input_digest(MLModelImpl(model="a", model_path="b"))
+    assert input_digest(MLModelImpl(input_batch=["a", "b"])) != input_digest(MLModelImpl(input_batch=["ab"]))
