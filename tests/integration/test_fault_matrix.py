@@ -351,6 +351,24 @@ def test_duplicate_inputs_give_one_output_per_task(shared: Harness) -> None:
     assert h.outputs.extra(task_id)["mode"] == "no_model"
 
 
+def test_an_onnx_model_path_absent_on_this_host_is_answered_from_hw_power_and_latency(shared: Harness) -> None:
+    # The ML model provider runs elsewhere: its export path does not exist here, and upstream never opens it.
+    h = shared
+    task_id = h.tasks.send("standin", model_path="exports/standin_model.onnx")
+    h.outputs.wait([task_id])
+    answers = h.outputs.answers(task_id)
+    assert len(answers) == 1
+    carbon_g, energy_kwh, intensity, _ = answers[0]
+    extra = h.outputs.extra(task_id)
+    assert extra["mode"] == "onnx_hw_only", extra
+    assert extra["onnx_file_present"] is False
+    assert "error" not in extra
+    # 10 W x 1e-6 h (the node's default latency unit) = 1e-5 Wh = 1e-8 kWh, at the fixed 400 g/kWh.
+    assert energy_kwh == pytest.approx(1e-8)
+    assert intensity == pytest.approx(400.0)
+    assert carbon_g == pytest.approx(4e-6)
+
+
 def test_inputs_in_any_order_and_interleaved_across_tasks_are_joined_by_task_id(shared: Harness) -> None:
     h = shared
     first, second = h.tasks.new_id(), h.tasks.new_id()
