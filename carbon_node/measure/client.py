@@ -10,7 +10,9 @@
   is killed and replaced and :class:`MeasureTimeout` is raised; when the worker dies (SIGKILL, segfault,
   out of memory) :class:`WorkerCrashed` is raised and the worker is replaced. The next measurement works.
 - Shutdown: :meth:`~WorkerMeasurer.abort` kills the worker of a running measurement (from any thread);
-  :meth:`~WorkerMeasurer.close` stops the worker.
+  :meth:`~WorkerMeasurer.close` waits for a running measurement, then stops the worker: a worker still
+  warming up is killed at once (waiting for torch's import would delay the node's stop by seconds), an
+  idle one gets ``stop`` and a fraction of a second to exit.
 - Measurement cache: a spec measured less than ``measure_cache_ttl_s`` seconds ago is answered with the
   earlier Measurement (``cached=True``) without running the model; 0 disables it.
 
@@ -56,6 +58,10 @@ MEASURE_CACHE_MAX_ENTRIES = 256
 
 _STOP_GRACE_S = 2.0
 """Seconds a killed worker gets to be reaped."""
+
+_IDLE_EXIT_S = 0.2
+"""Seconds an idle, warmed-up worker gets to exit after ``stop`` before it is killed (it holds nothing
+that needs saving; the bound keeps the node's stop fast)."""
 
 
 def _exit_reason(exitcode: int | None) -> str:
@@ -123,10 +129,18 @@ class _Worker:
         self.conn.close()
 
     def stop(self, timeout_s: float) -> None:
-        """Ask the worker to exit, then kill it if it does not within ``timeout_s`` (it ignores SIGTERM)."""
-        with contextlib.suppress(OSError, ValueError):
-            self.conn.send(("stop",))
-        self.process.join(timeout_s)
+        """End an idle worker: one still warming up is killed at once (it reads no request before its
+        imports are done, which can take seconds); a warmed-up one is asked to exit and killed if it has
+        not within ``timeout_s`` (it ignores SIGTERM)."""
+        with contextlib.suppress(EOFError, OSError, ValueError):
+            if self.ready is None and self.conn.poll(0):  # a "ready" already sent but not yet read
+                message = self.conn.recv()
+                if message[0] == "ready":
+                    self.ready = message[1]
+        if self.ready is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(("stop",))
+            self.process.join(timeout_s)
         self.kill()
 
 
@@ -220,7 +234,7 @@ class WorkerMeasurer:
             with self._state:
                 worker, self._worker = self._worker, None
             if worker is not None:
-                worker.stop(timeout_s)
+                worker.stop(min(timeout_s, _IDLE_EXIT_S))
         finally:
             if held:
                 self._lock.release()

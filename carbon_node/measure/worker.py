@@ -6,7 +6,7 @@ and talks to it over a pipe:
 - worker -> client, once: ``("ready", Ready)`` after the heavy imports (torch, transformers,
   carbontracker) are done;
 - client -> worker: ``("measure", request_id, MeasureSpec)``; worker -> client: ``("reply", Reply)``;
-- client -> worker: ``("stop",)``: the worker exits.
+- client -> worker: ``("stop",)``: the worker exits at once (``os._exit``, no interpreter teardown).
 
 :class:`MeasureService` does the work for one spec (resolve, load or reuse, window) and can also run in
 the calling process. Loaded models stay in a :class:`ModelCache`, bounded by count and parameter bytes.
@@ -24,6 +24,7 @@ Importing this module is cheap: torch, transformers and carbontracker are import
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import sys
@@ -367,7 +368,12 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         if not isinstance(message, tuple) or not message:
             continue
         if message[0] == "stop":
-            return
+            # Nothing is left to save, and the interpreter's teardown of torch takes a fraction of a
+            # second that the node's stop would wait for: flush what was written and leave at once.
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         if message[0] == "measure":
             _, request_id, spec = message
             conn.send(("reply", service.reply(request_id, spec)))

@@ -226,9 +226,9 @@ def _task_id(text: str | None) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     _configure_logs(loaded.settings)
-    from carbon_node.service.daemon import run_daemon
+    from carbon_node.service.daemon import exit_process, run_daemon
 
-    return run_daemon(loaded.settings)
+    exit_process(run_daemon(loaded.settings))  # a fast stop: see the daemon's module docstring
 
 
 def _cmd_send_task(args: argparse.Namespace) -> int:

@@ -13,16 +13,26 @@ Shutdown (SIGTERM or SIGINT): stop accepting tasks, let the running measurement 
 after ``shutdown_timeout_s``, answer every accepted task (an error output when aborted), publish
 NODE_TERMINATING, exit 0. The first signal restores the default handlers, so a second signal ends the
 process at once with a non-zero status, whatever the node is doing.
+
+Stopping an idle node takes a fraction of a second (0.5 s is the goal): the worker is killed at once
+while it still warms up and exits without an interpreter teardown when idle (see
+:meth:`~carbon_node.measure.client.WorkerMeasurer.close`), and ``carbon-node run`` itself leaves through
+:func:`exit_process` once everything is closed, skipping the interpreter's final collections (about
+0.2 s of CPU, more on a loaded host) that would free nothing the operating system does not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
@@ -32,7 +42,7 @@ from carbon_node.service.metrics import NodeMetrics
 from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
 
-__all__ = ["Daemon", "run_daemon"]
+__all__ = ["Daemon", "exit_process", "run_daemon"]
 
 log = structlog.get_logger(__name__)
 
@@ -251,3 +261,13 @@ def run_daemon(settings: Settings) -> int:
     finally:
         daemon.shutdown()
     return 0
+
+
+def exit_process(status: int) -> NoReturn:
+    """End the process with ``status`` after :func:`run_daemon` returned: logs and standard streams are
+    flushed, then ``os._exit`` skips the interpreter's teardown (everything the node opened is closed)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken stream must not change the status
+            stream.flush()
+    os._exit(status)
