@@ -96,6 +96,8 @@ class _Worker:
         self.process.start()
         child_conn.close()  # only the child holds its end now: the pipe reports EOF when the child dies
         self.ready: Ready | None = None
+        self.unavailable: str | None = None
+        """Why the worker cannot measure (a library it could not import), once it said so."""
         self.started = time.monotonic()
         # The worker ignores SIGTERM (the node decides when it stops), and multiprocessing's exit hook
         # joins daemon children after a SIGTERM without a timeout: a process that exits without closing
@@ -118,6 +120,8 @@ class _Worker:
                 message = self.conn.recv()  # EOFError when the child closed its end by dying
                 if message[0] == "ready":
                     self.ready = message[1]
+                elif message[0] == "unavailable":
+                    self.unavailable = message[1]
                 return tuple(message)
             if self.process.sentinel in ready:
                 raise EOFError("worker exited")
@@ -170,6 +174,7 @@ class WorkerMeasurer:
         self._busy = False
         self._aborted = False
         self._closed = False
+        self._unavailable: str | None = None
         self._request_id = 0
         self._results: OrderedDict[MeasureSpec, tuple[Measurement, float]] = OrderedDict()
         self.worker_restarts = 0
@@ -184,20 +189,36 @@ class WorkerMeasurer:
         with self._state:
             if self._closed:
                 raise MeasureError("the measurer is closed")
-            self._ensure_worker()
+            if self._unavailable is None:
+                self._ensure_worker()
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why this installation cannot measure (a worker could not import torch, transformers or
+        carbontracker), once a worker said so; every measurement then fails at once with this reason."""
+        return self._unavailable
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Start the worker if needed and wait up to ``timeout_s`` seconds for its warm-up to finish."""
         with self._lock:
             self.start()
             worker = self._worker
-            assert worker is not None
+            if worker is None:  # measuring is unavailable: no worker is started
+                return False
             if worker.ready is None:
                 try:
                     worker.receive(timeout_s)
                 except EOFError:
                     return False
+            self._note_unavailable(worker)
             return worker.ready is not None
+
+    def _note_unavailable(self, worker: _Worker) -> None:
+        """Keep a worker's "cannot measure here" answer; the worker exits on its own after it."""
+        if worker.unavailable is not None and self._unavailable is None:
+            self._unavailable = worker.unavailable
+            worker.kill()
+            log.error("measure.unavailable", reason=worker.unavailable)
 
     @property
     def worker_pid(self) -> int | None:
@@ -252,6 +273,8 @@ class WorkerMeasurer:
         with self._lock:
             if self._closed:
                 raise MeasureError("the measurer is closed")
+            if self._unavailable is not None:
+                raise MeasureError(self._unavailable)
             cached = self._cached(spec)
             if cached is not None:
                 log.info("measure.cache_hit", model=spec.model, measured_at=cached.measured_at)
@@ -279,6 +302,9 @@ class WorkerMeasurer:
             if worker.ready is None:
                 start_deadline = worker.started + self.start_timeout_s
                 worker.receive(max(0.0, min(start_deadline, deadline) - time.monotonic()))
+                self._note_unavailable(worker)
+                if worker.unavailable is not None:
+                    raise MeasureError(worker.unavailable)
                 if worker.ready is None and time.monotonic() >= start_deadline:
                     self._replace(worker, "start timeout")
                     raise MeasureTimeout(

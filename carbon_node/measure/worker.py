@@ -4,7 +4,9 @@
 and talks to it over a pipe:
 
 - worker -> client, once: ``("ready", Ready)`` after the heavy imports (torch, transformers,
-  carbontracker) are done;
+  carbontracker) are done, or ``("unavailable", reason)`` when one of them cannot be imported (installed
+  without the ``measure`` extra): the worker then exits, and the client answers every measurement with
+  that reason instead of starting a worker per task;
 - client -> worker: ``("measure", request_id, MeasureSpec)``; worker -> client: ``("reply", Reply)``;
 - client -> worker: ``("stop",)``: the worker exits at once (``os._exit``, no interpreter teardown).
 
@@ -43,7 +45,7 @@ from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec,
 if TYPE_CHECKING:
     from carbon_node.measure.models import LoadedModel
 
-__all__ = ["MeasureService", "ModelCache", "Ready", "Reply", "WorkerConfig", "worker_main"]
+__all__ = ["MeasureService", "ModelCache", "Ready", "Reply", "WorkerConfig", "unavailable_reason", "worker_main"]
 
 log = structlog.get_logger(__name__)
 
@@ -344,6 +346,13 @@ def _warm_up(config: WorkerConfig) -> Ready:
     )
 
 
+def unavailable_reason(exc: ImportError) -> str:
+    """Why this installation cannot measure, from the import that failed (as ``doctor`` says it)."""
+    name = (exc.name or "").split(".")[0] or "a measurement library"
+    what = f"{name} is not installed" if isinstance(exc, ModuleNotFoundError) else f"{name} cannot be imported ({exc})"
+    return f"measurement unavailable: {what} (install carbon-node[measure])"
+
+
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """The worker process: warm up, then answer measure requests until ``stop`` or the pipe closes."""
     import faulthandler
@@ -359,7 +368,12 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     _remove_stale_windows(config.scratch_dir)
     service = MeasureService(config)
-    conn.send(("ready", _warm_up(config)))
+    try:
+        ready = _warm_up(config)
+    except ImportError as exc:
+        conn.send(("unavailable", unavailable_reason(exc)))
+        return
+    conn.send(("ready", ready))
     while True:
         try:
             message = conn.recv()

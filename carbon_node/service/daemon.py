@@ -100,6 +100,8 @@ class Daemon:
         self.journal: Journal | None = None
         self.runtime: Any = None
         self.metrics: NodeMetrics | None = None
+        self.bus_kind: str = settings.bus
+        """The bus in use: ``settings.bus`` with ``auto`` resolved once the node starts."""
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -123,9 +125,10 @@ class Daemon:
 
         self.engine = Engine(s, ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
         self.journal = self._open_journal()
-        from carbon_node.bus.upstream import make_bus
+        from carbon_node.bus.upstream import make_bus, resolve_bus_kind
 
-        runtime_factory: Callable[..., Any] = make_bus(s.bus)
+        self.bus_kind = resolve_bus_kind(s.bus)
+        runtime_factory: Callable[..., Any] = make_bus(self.bus_kind)
         self.runtime = runtime_factory(
             self.engine,
             domain_id=s.domain_id,
@@ -140,7 +143,7 @@ class Daemon:
         if s.metrics_port is not None:
             self.metrics.serve(s.metrics_port, s.metrics_host)
         self.runtime.start(timeout_s=START_TIMEOUT_S)
-        log.info("node.idle", domain_id=s.domain_id, bus=s.bus, state_dir=str(s.state_dir))
+        log.info("node.idle", domain_id=s.domain_id, bus=self.bus_kind, state_dir=str(s.state_dir))
         self.notifier.ready(status=f"idle on DDS domain {s.domain_id}")
         self.notifier.watchdog()
 
@@ -153,12 +156,12 @@ class Daemon:
         return SqliteJournal(s.state_dir / "journal.sqlite3", max_tasks=s.journal_max_tasks, retention_s=s.journal_retention_s)
 
     def describe(self) -> dict[str, Any]:
-        """What the node tells a ``{"command": "describe"}`` request: version, bus, effective settings
-        (secrets masked)."""
+        """What the node tells a ``{"command": "describe"}`` request: version, the bus in use (``auto``
+        resolved), effective settings (secrets masked)."""
         return {
             "node": "CARBON_FOOTPRINT_NODE",
             "version": version(),
-            "bus": self.settings.bus,
+            "bus": self.bus_kind,
             "settings": self.settings.public_dict(),
         }
 
