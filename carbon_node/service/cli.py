@@ -42,6 +42,9 @@ SECRET_FIELDS = frozenset({"electricitymaps_api_key"})
 
 LOG_FIELDS = ("log_format", "log_level")
 
+SEND_TASK_FIELDS = ("domain_id", *LOG_FIELDS)
+"""The settings ``send-task`` uses (the only ones it reads)."""
+
 ESTIMATE_FIELDS = (
     "window_s",
     "grid_ci_g_per_kwh",
@@ -173,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--task-id", default=None, metavar="P.I", help="task id problem.iteration (default: a fresh one)")
     send.add_argument("--timeout-s", "--timeout", type=float, default=120.0, help="seconds to wait for the result (default 120)")
     send.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_settings_flags(send, ("domain_id", *LOG_FIELDS))
+    _add_settings_flags(send, SEND_TASK_FIELDS)
 
     estimate = commands.add_parser(
         "estimate",
@@ -285,7 +288,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_send_task(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = _load(args, SEND_TASK_FIELDS)
     _configure_logs(loaded.settings)
     user_extra = _json_object(args.user_extra, "--user-extra")
     ml_extra = _json_object(args.ml_extra, "--ml-extra")

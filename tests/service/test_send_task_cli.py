@@ -86,8 +86,11 @@ def test_send_task_exits_0_on_a_footprint_and_1_on_an_error_answer_like_estimate
     assert "ONNX file not found" in error.stdout  # the answer is printed all the same
 
 
-def test_send_task_exits_3_when_no_node_answers(dds_domain: int) -> None:
-    done = carbon_node("send-task", "--domain", str(dds_domain), "--timeout-s", "0.5", "--model", "NO_MODEL")
+def test_send_task_exits_3_when_no_node_answers_and_ignores_settings_it_does_not_use(dds_domain: int) -> None:
+    done = carbon_node(
+        "send-task", "--domain", str(dds_domain), "--timeout-s", "0.5", "--model", "NO_MODEL",
+        env={"CARBON_NODE_METRICS_PORT": "0", "CT_TARGET_SECONDS": "-1"},
+    )  # fmt: skip
     assert done.returncode == 3
     assert "no output" in done.stderr or "within 0.5 s" in done.stderr
 
