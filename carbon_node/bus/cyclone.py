@@ -75,9 +75,10 @@ def configure_cyclone(environ: MutableMapping[str, str] | None = None) -> str:
     """
     env = os.environ if environ is None else environ
     merged = merge_cyclone_uri(env.get(CYCLONE_URI_ENV))
+    # No log line here: it runs before a program has configured its logs (structlog's default then prints
+    # every level), so it was the debug line that printed when the package was first used.
     if env.get(CYCLONE_URI_ENV) != merged:
         env[CYCLONE_URI_ENV] = merged
-        log.debug("cyclone_configured", uri=merged)
     return merged
 
 

@@ -54,8 +54,17 @@ from carbon_node.bus.types import (
     UserInputImpl,
 )
 from carbon_node.core import TaskId, decode_extra_data
+from carbon_node.engine.task import LATENCY_UNIT_S
 
-__all__ = ["Orchestrator", "OrchestratorTimeout", "SendResult", "format_result", "new_task_id", "send_task"]
+__all__ = [
+    "Orchestrator",
+    "OrchestratorTimeout",
+    "SendResult",
+    "format_result",
+    "new_task_id",
+    "node_latency_unit",
+    "send_task",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -91,6 +100,7 @@ class Orchestrator:
     """A participant that writes task inputs and records the carbon node's outputs and status."""
 
     def __init__(self, domain_id: int, *, name: str = INJECTOR_NAME) -> None:
+        self.domain_id = domain_id
         self._participant = create_participant(domain_id, name)
         p = self._participant
         writer_qos = orchestrator_input_writer_qos()
@@ -193,6 +203,14 @@ class Orchestrator:
             return dict(self._responses)
 
     # -- waiting ---------------------------------------------------------------------------------
+
+    def wait_node(self, timeout_s: float) -> NodeStatusImpl:
+        """The carbon node's first status sample (its status is TRANSIENT_LOCAL: seen once it is discovered)."""
+        return self._wait(
+            lambda: self._last_status,
+            timeout_s,
+            lambda: f"no carbon node seen on domain {self.domain_id} within {timeout_s:g} s (no status sample)",
+        )
 
     def wait_output(self, task_id: TaskId, timeout_s: float) -> CO2FootprintImpl:
         """The carbon node's output for ``task_id``; raises :class:`OrchestratorTimeout` after ``timeout_s``."""
@@ -321,6 +339,39 @@ class SendResult:
     statuses: list[str]
     round_trip_s: float
     """Seconds from writing the inputs to receiving the output."""
+    latency_sent: float = 0.0
+    """``HWResource.latency`` as written, in the node's unit (see ``latency_note``)."""
+    latency_note: str = ""
+    """How ``latency_sent`` was obtained when it was converted (the node's unit and how it is known)."""
+
+
+UPSTREAM_LATENCY_UNIT = "h"
+"""The unit upstream nodes read ``HWResource.latency`` in (and this node's default)."""
+
+DESCRIBE_TIMEOUT_S = 3.0
+"""Seconds :func:`node_latency_unit` waits for the node's describe answer."""
+
+
+def node_latency_unit(orchestrator: Orchestrator, timeout_s: float) -> tuple[str, str]:
+    """The unit the carbon node reads ``HWResource.latency`` in, and how that is known.
+
+    Waits up to ``timeout_s`` for the node's status (so that it has been discovered), then asks it
+    ``{"command": "describe"}`` (at most :data:`DESCRIBE_TIMEOUT_S`). A node that does not describe
+    itself (the upstream node) is assumed to read hours, upstream's unit. Raises
+    :class:`OrchestratorTimeout` when no carbon node is seen at all.
+    """
+    orchestrator.wait_node(timeout_s)
+    try:
+        response = orchestrator.request_configuration(
+            '{"command": "describe"}', transaction_id=next(_iterations), timeout_s=min(timeout_s, DESCRIBE_TIMEOUT_S)
+        )
+        described = json.loads(response.configuration) if response.success else {}
+    except (OrchestratorTimeout, json.JSONDecodeError):
+        described = {}
+    unit = described.get("settings", {}).get("latency_unit") if isinstance(described, dict) else None
+    if unit in LATENCY_UNIT_S:
+        return str(unit), "the node's describe answer"
+    return UPSTREAM_LATENCY_UNIT, "assumed: the node did not describe itself (upstream reads hours)"
 
 
 def _json_bytes(value: Mapping[str, Any] | None) -> list[int]:
@@ -338,18 +389,26 @@ def send_task(
     domain_id: int,
     timeout_s: float,
     task_id: TaskId | None = None,
+    latency_unit: str | None = None,
 ) -> SendResult:
-    """Publish one task (model, HW latency in the producer's unit and power in W) and wait for its output.
+    """Publish one task (model, HW latency, power in W) and wait for its output.
 
+    ``latency`` is in the node's own unit when ``latency_unit`` is None; otherwise it is in
+    ``latency_unit`` (h, s or ms) and converted to the node's unit (:func:`node_latency_unit`).
     Raises :class:`OrchestratorTimeout` naming what was not received within ``timeout_s`` seconds.
     """
     task = task_id or new_task_id()
     with Orchestrator(domain_id) as orchestrator:
+        latency_sent, note = latency, ""
+        if latency_unit is not None and latency != 0:
+            node_unit, known = node_latency_unit(orchestrator, timeout_s)
+            latency_sent = latency * LATENCY_UNIT_S[latency_unit] / LATENCY_UNIT_S[node_unit]
+            note = f"{latency:g} {latency_unit} sent as {latency_sent:g} {node_unit} (node's unit: {known})"
         started = time.monotonic()
         orchestrator.publish_task(
             task,
             MLModelImpl(model=model, model_path=model_path, extra_data=_json_bytes(ml_extra)),
-            HWResourceImpl(latency=latency, power_consumption=power),
+            HWResourceImpl(latency=latency_sent, power_consumption=power),
             UserInputImpl(extra_data=_json_bytes(user_extra)),
         )
         output = orchestrator.wait_output(task, timeout_s)
@@ -367,6 +426,8 @@ def send_task(
         extra_data=extra,
         statuses=statuses,
         round_trip_s=round_trip_s,
+        latency_sent=latency_sent,
+        latency_note=note,
     )
 
 
@@ -383,6 +444,8 @@ def format_result(result: SendResult, as_json: bool) -> str:
     ]
     if "error" in result.extra_data:
         lines.append(f"error              {result.extra_data['error']}")
+    if result.latency_note:
+        lines.append(f"latency            {result.latency_note}")
     lines.append(f"statuses           {' -> '.join(result.statuses) or '(none)'}")
     lines.append(f"round_trip         {result.round_trip_s * 1000:.1f} ms")
     lines.append(f"extra_data         {json.dumps(dict(result.extra_data), sort_keys=True)}")

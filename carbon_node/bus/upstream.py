@@ -29,7 +29,16 @@ from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output, fai
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
 from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
 
-__all__ = ["Bus", "BusFactory", "BusKind", "UpstreamRuntime", "make_bus", "upstream_available", "wire_from_accessors"]
+__all__ = [
+    "Bus",
+    "BusFactory",
+    "BusKind",
+    "UpstreamRuntime",
+    "make_bus",
+    "resolve_bus_kind",
+    "upstream_available",
+    "wire_from_accessors",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -94,13 +103,19 @@ def _upstream_factory(
     return UpstreamRuntime(handler, journal=journal, describe=describe, on_output=on_output)
 
 
+def resolve_bus_kind(kind: str) -> str:
+    """The bus ``kind`` names: ``auto`` is ``sustainml`` when the upstream bindings import, else ``cyclone``."""
+    if kind == "auto":
+        return "sustainml" if upstream_available() else "cyclone"
+    return kind
+
+
 def make_bus(kind: str = "auto") -> BusFactory:
     """The bus factory for ``kind``: ``cyclone``, ``sustainml`` (upstream bindings), or ``auto`` (upstream if importable).
 
     Raises :class:`BusError` for an unknown kind or ``sustainml`` without the bindings.
     """
-    if kind == "auto":
-        kind = "sustainml" if upstream_available() else "cyclone"
+    kind = resolve_bus_kind(kind)
     if kind == "sustainml":
         if not upstream_available():
             raise BusError("bus 'sustainml' needs the upstream sustainml_py bindings, which are not importable")

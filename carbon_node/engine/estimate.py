@@ -4,24 +4,67 @@ The command builds the task inputs from its flags, runs them through the engine 
 measurement worker only when the model is to be measured), writes progress on stderr and the
 result on ``out``: a readable table (value, unit, where it comes from) or one JSON object.
 Exit status: 0 for a computed footprint (``tracker``, ``onnx_hw_only``), 1 otherwise.
+
+Unlike the node, ``estimate`` takes a model directory relative to the current directory (it is made
+absolute here; on the bus a peer's relative path means nothing, so the node keeps refusing it), and it
+checks the model string before it starts a worker.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
+import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from carbon_node.core import TaskOutput, make_inputs
+from carbon_node.core import NO_MODEL, TaskOutput, make_inputs
 from carbon_node.engine.engine import Engine
 from carbon_node.engine.paths import Mode, failed
-from carbon_node.measure.protocol import Measurement, MeasureSpec
-from carbon_node.service.settings import Settings
+from carbon_node.measure.model_names import check_local_directory, validate_model_string
+from carbon_node.measure.protocol import Measurement, MeasureSpec, ModelRejected
+from carbon_node.service.settings import Settings, SettingsError
 
-__all__ = ["format_output", "run_estimate"]
+__all__ = ["check_model_argument", "format_output", "run_estimate"]
+
+TABLE_WIDTH = 100
+"""Characters a table line may take; longer texts (errors, notes, warnings) wrap under their label."""
+
+TEXT_ROWS = frozenset({"error", "note", "warning"})
+"""Rows whose value is a sentence: wrapped under their label, outside the value column."""
+
+SCALING_LABELS = {
+    "hw_latency": "per inference: window energy x HW latency / window",
+    "measured": "per inference: window energy / forward passes",
+}
+"""What the doubles carry, by ``extra_data["scaling"]`` (``none`` depends on the mode: see :func:`_scope`)."""
+
+
+def check_model_argument(model: str, allowed_dirs: Sequence[str] = ()) -> str:
+    """The model as the worker expects it: a relative directory that exists here becomes absolute.
+
+    Raises :class:`SettingsError` (exit status 2, before any worker starts) for a model string the
+    worker would refuse, a local directory that does not exist, or one outside ``allowed_dirs``.
+    """
+    if model == NO_MODEL:
+        return model
+    path = Path(model).expanduser()
+    if not path.is_absolute() and path.is_dir():
+        model = os.path.abspath(path)
+    elif model.startswith(("./", "../", "~")) or model in (".", ".."):
+        raise SettingsError(f"model directory {model!r} does not exist (relative to {os.getcwd()})")
+    try:
+        validate_model_string(model)
+        if model.startswith("/"):
+            check_local_directory(model, allowed_dirs)
+    except ModelRejected as exc:
+        raise SettingsError(str(exc)) from None
+    return model
+
 
 CLOSE_TIMEOUT_S = 10.0
 """Seconds the measurement worker gets to exit when the command ends."""
@@ -42,6 +85,8 @@ class _Progress:
             waited = time.monotonic()
             if wait_ready(self._task_timeout_s):
                 print(f"measurement worker ready ({time.monotonic() - waited:.1f} s)", file=say, flush=True)
+            elif getattr(self._measurer, "unavailable", None):
+                return self._measurer.measure(spec)  # raises with the reason (a missing library)
         print(
             f"loading model {spec.model} (device {spec.device}), then a {spec.window_s:g} s window of forward passes "
             f"(at most {self._task_timeout_s:g} s)...",
@@ -81,7 +126,7 @@ def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
     zone = " ".join(_fmt(v) for v in (x.get("grid_ci_zone"), x.get("grid_ci_year")) if v is not None)
     components = ",".join(x.get("components") or [])
     rows += [
-        ("carbon footprint", _fmt(output.carbon_g), "gCO2e", f"per inference, scaling: {x.get('scaling')}"),
+        ("carbon footprint", _fmt(output.carbon_g), "gCO2e", _scope(output.mode, str(x.get("scaling")))),
         ("energy consumption", _fmt(output.energy_kwh), "kWh", f"power: {x.get('power_source')} {components}".strip()),
         ("carbon intensity", _fmt(output.grid_ci_g_per_kwh), "gCO2e/kWh", f"{x.get('grid_ci_source')} {zone}".strip()),
     ]
@@ -106,6 +151,15 @@ def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+def _scope(mode: str, scaling: str) -> str:
+    """What the output doubles cover, for the table."""
+    if scaling in SCALING_LABELS:
+        return SCALING_LABELS[scaling]
+    if mode == Mode.ONNX_HW_ONLY:
+        return "per inference: HW power x HW latency"
+    return "whole window, not per inference (HW latency is 0)"
+
+
 def format_output(output: TaskOutput, as_json: bool) -> str:
     """The result as one JSON object, or as an aligned table of value, unit and source."""
     if as_json:
@@ -120,8 +174,20 @@ def format_output(output: TaskOutput, as_json: bool) -> str:
             sort_keys=False,
         )
     rows = _rows(output)
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(f"{q:<{widths[0]}}  {v:>{widths[1]}}  {u:<{widths[2]}}  {s}".rstrip() for q, v, u, s in rows)
+    # Texts (an error, a note, a warning) have no unit: they wrap under their label instead of widening
+    # the value column for every row.
+    values = [row for row in rows if row[0] not in TEXT_ROWS]
+    widths = [max(len(row[0]) for row in rows), *(max(len(row[i]) for row in values) for i in (1, 2))]
+    lines: list[str] = []
+    for q, v, u, source in rows:
+        if q in TEXT_ROWS:
+            text, indent = " ".join(part for part in (v, source) if part), widths[0] + 2
+            lines.append(textwrap.fill(text, TABLE_WIDTH, initial_indent=f"{q:<{widths[0]}}  ", subsequent_indent=" " * indent))
+        else:
+            start = f"{q:<{widths[0]}}  {v:>{widths[1]}}  {u:<{widths[2]}}  "
+            line = textwrap.fill(start + source, TABLE_WIDTH, subsequent_indent=" " * len(start))
+            lines.append(line.rstrip())
+    return "\n".join(lines)
 
 
 def run_estimate(

@@ -10,7 +10,9 @@
   is killed and replaced and :class:`MeasureTimeout` is raised; when the worker dies (SIGKILL, segfault,
   out of memory) :class:`WorkerCrashed` is raised and the worker is replaced. The next measurement works.
 - Shutdown: :meth:`~WorkerMeasurer.abort` kills the worker of a running measurement (from any thread);
-  :meth:`~WorkerMeasurer.close` stops the worker.
+  :meth:`~WorkerMeasurer.close` waits for a running measurement, then stops the worker: a worker still
+  warming up is killed at once (waiting for torch's import would delay the node's stop by seconds), an
+  idle one gets ``stop`` and a fraction of a second to exit.
 - Measurement cache: a spec measured less than ``measure_cache_ttl_s`` seconds ago is answered with the
   earlier Measurement (``cached=True``) without running the model, as long as the model string still
   names the same model (:mod:`carbon_node.measure.identity`: a stat of the directory's files or a read
@@ -60,6 +62,10 @@ MEASURE_CACHE_MAX_ENTRIES = 256
 _STOP_GRACE_S = 2.0
 """Seconds a killed worker gets to be reaped."""
 
+_IDLE_EXIT_S = 0.2
+"""Seconds an idle, warmed-up worker gets to exit after ``stop`` before it is killed (it holds nothing
+that needs saving; the bound keeps the node's stop fast)."""
+
 
 def _exit_reason(exitcode: int | None) -> str:
     """Say why a worker process ended, from its exit code (negative: killed by a signal)."""
@@ -93,6 +99,8 @@ class _Worker:
         self.process.start()
         child_conn.close()  # only the child holds its end now: the pipe reports EOF when the child dies
         self.ready: Ready | None = None
+        self.unavailable: str | None = None
+        """Why the worker cannot measure (a library it could not import), once it said so."""
         self.started = time.monotonic()
         # The worker ignores SIGTERM (the node decides when it stops), and multiprocessing's exit hook
         # joins daemon children after a SIGTERM without a timeout: a process that exits without closing
@@ -115,6 +123,8 @@ class _Worker:
                 message = self.conn.recv()  # EOFError when the child closed its end by dying
                 if message[0] == "ready":
                     self.ready = message[1]
+                elif message[0] == "unavailable":
+                    self.unavailable = message[1]
                 return tuple(message)
             if self.process.sentinel in ready:
                 raise EOFError("worker exited")
@@ -126,10 +136,18 @@ class _Worker:
         self.conn.close()
 
     def stop(self, timeout_s: float) -> None:
-        """Ask the worker to exit, then kill it if it does not within ``timeout_s`` (it ignores SIGTERM)."""
-        with contextlib.suppress(OSError, ValueError):
-            self.conn.send(("stop",))
-        self.process.join(timeout_s)
+        """End an idle worker: one still warming up is killed at once (it reads no request before its
+        imports are done, which can take seconds); a warmed-up one is asked to exit and killed if it has
+        not within ``timeout_s`` (it ignores SIGTERM)."""
+        with contextlib.suppress(EOFError, OSError, ValueError):
+            if self.ready is None and self.conn.poll(0):  # a "ready" already sent but not yet read
+                message = self.conn.recv()
+                if message[0] == "ready":
+                    self.ready = message[1]
+        if self.ready is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.conn.send(("stop",))
+            self.process.join(timeout_s)
         self.kill()
 
 
@@ -159,6 +177,7 @@ class WorkerMeasurer:
         self._busy = False
         self._aborted = False
         self._closed = False
+        self._unavailable: str | None = None
         self._request_id = 0
         self._results: OrderedDict[MeasureSpec, tuple[Measurement, float]] = OrderedDict()
         self._hub_cache: str | None = None  # the worker's hub cache directory, from its Ready
@@ -174,20 +193,36 @@ class WorkerMeasurer:
         with self._state:
             if self._closed:
                 raise MeasureError("the measurer is closed")
-            self._ensure_worker()
+            if self._unavailable is None:
+                self._ensure_worker()
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why this installation cannot measure (a worker could not import torch, transformers or
+        carbontracker), once a worker said so; every measurement then fails at once with this reason."""
+        return self._unavailable
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Start the worker if needed and wait up to ``timeout_s`` seconds for its warm-up to finish."""
         with self._lock:
             self.start()
             worker = self._worker
-            assert worker is not None
+            if worker is None:  # measuring is unavailable: no worker is started
+                return False
             if worker.ready is None:
                 try:
                     worker.receive(timeout_s)
                 except EOFError:
                     return False
+            self._note_unavailable(worker)
             return worker.ready is not None
+
+    def _note_unavailable(self, worker: _Worker) -> None:
+        """Keep a worker's "cannot measure here" answer; the worker exits on its own after it."""
+        if worker.unavailable is not None and self._unavailable is None:
+            self._unavailable = worker.unavailable
+            worker.kill()
+            log.error("measure.unavailable", reason=worker.unavailable)
 
     @property
     def worker_pid(self) -> int | None:
@@ -224,7 +259,7 @@ class WorkerMeasurer:
             with self._state:
                 worker, self._worker = self._worker, None
             if worker is not None:
-                worker.stop(timeout_s)
+                worker.stop(min(timeout_s, _IDLE_EXIT_S))
         finally:
             if held:
                 self._lock.release()
@@ -242,6 +277,8 @@ class WorkerMeasurer:
         with self._lock:
             if self._closed:
                 raise MeasureError("the measurer is closed")
+            if self._unavailable is not None:
+                raise MeasureError(self._unavailable)
             cached = self._cached(spec)
             if cached is not None:
                 log.info("measure.cache_hit", model=spec.model, measured_at=cached.measured_at)
@@ -271,6 +308,9 @@ class WorkerMeasurer:
             if worker.ready is None:
                 start_deadline = worker.started + self.start_timeout_s
                 worker.receive(max(0.0, min(start_deadline, deadline) - time.monotonic()))
+                self._note_unavailable(worker)
+                if worker.unavailable is not None:
+                    raise MeasureError(worker.unavailable)
                 if worker.ready is None and time.monotonic() >= start_deadline:
                     self._replace(worker, "start timeout")
                     raise MeasureTimeout(

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ import structlog
 import torch
 import transformers
 
+from carbon_node.measure.model_names import check_local_directory, validate_model_string
 from carbon_node.measure.netcheck import run_bounded
 from carbon_node.measure.protocol import MeasureSpec, ModelRejected
 
@@ -100,9 +100,6 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 HUB_FILE_PATTERNS = ["*.json", "*.txt", "*.model", "*.tiktoken", "*.py"]
 """What is fetched from the hub for a model not in the cache: config and pre-processor files, no weights."""
 
-_HF_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?(?:/[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?)?")
-"""A Hugging Face repo id: ``name`` or ``owner/name``, alphanumerics with ``.``, ``_``, ``-`` inside."""
-
 InputKind = Literal["text", "image", "video", "text+image", "audio"]
 
 
@@ -133,23 +130,6 @@ class LoadedModel:
         self.model(**self.inputs)
 
 
-def validate_model_string(model: str) -> None:
-    """Refuse a model string that is neither a plausible HF id nor an absolute directory path.
-
-    Raises :class:`ModelRejected` without touching the filesystem.
-    """
-    if not model or not model.strip():
-        raise ModelRejected("model name is empty")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in model) or len(model) > 4096:
-        raise ModelRejected(f"model {model!r} contains control characters or is too long")
-    if model.startswith("/"):
-        if any(part in ("..", ".") for part in model.split("/")) or re.search(r"[;&|`$<>*?\\\"'!]", model):
-            raise ModelRejected(f"model path {model!r} must be a plain absolute directory path (no '..', no shell characters)")
-        return
-    if ".." in model or not _HF_ID.fullmatch(model):
-        raise ModelRejected(f"model {model!r} is neither a Hugging Face id (owner/name) nor an absolute directory path")
-
-
 def _hub_offline() -> bool:
     """Whether hub access is off: ``HF_HUB_OFFLINE`` now, or as huggingface_hub read it at import."""
     from huggingface_hub import constants
@@ -165,16 +145,7 @@ def resolve_model_source(model: str, *, timeout_s: float, allowed_dirs: Sequence
     """
     validate_model_string(model)
     if model.startswith("/"):
-        directory = Path(model)
-        if allowed_dirs:
-            real = Path(os.path.realpath(directory))
-            if not any(real.is_relative_to(os.path.realpath(root)) for root in allowed_dirs):
-                raise ModelRejected(
-                    f"model directory {model!r} is outside the allowed model directories (model_dirs: {':'.join(allowed_dirs)})"
-                )
-        if not directory.is_dir():
-            raise ModelRejected(f"model directory {model!r} does not exist")
-        return ModelSource(model, directory, from_hub=False)
+        return ModelSource(model, check_local_directory(model, allowed_dirs), from_hub=False)
 
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError

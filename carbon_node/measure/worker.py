@@ -4,9 +4,11 @@
 and talks to it over a pipe:
 
 - worker -> client, once: ``("ready", Ready)`` after the heavy imports (torch, transformers,
-  carbontracker) are done;
+  carbontracker) are done, or ``("unavailable", reason)`` when one of them cannot be imported (installed
+  without the ``measure`` extra): the worker then exits, and the client answers every measurement with
+  that reason instead of starting a worker per task;
 - client -> worker: ``("measure", request_id, MeasureSpec)``; worker -> client: ``("reply", Reply)``;
-- client -> worker: ``("stop",)``: the worker exits.
+- client -> worker: ``("stop",)``: the worker exits at once (``os._exit``, no interpreter teardown).
 
 :class:`MeasureService` does the work for one spec (resolve, load or reuse, window) and can also run in
 the calling process. Loaded models stay in a :class:`ModelCache`, bounded by count and parameter bytes,
@@ -26,6 +28,7 @@ Importing this module is cheap: torch, transformers and carbontracker are import
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import signal
 import sys
@@ -45,7 +48,7 @@ from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec,
 if TYPE_CHECKING:
     from carbon_node.measure.models import LoadedModel
 
-__all__ = ["MeasureService", "ModelCache", "Ready", "Reply", "WorkerConfig", "worker_main"]
+__all__ = ["MeasureService", "ModelCache", "Ready", "Reply", "WorkerConfig", "unavailable_reason", "worker_main"]
 
 log = structlog.get_logger(__name__)
 
@@ -357,6 +360,13 @@ def _warm_up(config: WorkerConfig) -> Ready:
     )
 
 
+def unavailable_reason(exc: ImportError) -> str:
+    """Why this installation cannot measure, from the import that failed (as ``doctor`` says it)."""
+    name = (exc.name or "").split(".")[0] or "a measurement library"
+    what = f"{name} is not installed" if isinstance(exc, ModuleNotFoundError) else f"{name} cannot be imported ({exc})"
+    return f"measurement unavailable: {what} (install carbon-node[measure])"
+
+
 def worker_main(conn: Connection, config: WorkerConfig) -> None:
     """The worker process: warm up, then answer measure requests until ``stop`` or the pipe closes."""
     import faulthandler
@@ -372,7 +382,12 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     _remove_stale_windows(config.scratch_dir)
     service = MeasureService(config)
-    conn.send(("ready", _warm_up(config)))
+    try:
+        ready = _warm_up(config)
+    except ImportError as exc:
+        conn.send(("unavailable", unavailable_reason(exc)))
+        return
+    conn.send(("ready", ready))
     while True:
         try:
             message = conn.recv()
@@ -381,7 +396,12 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         if not isinstance(message, tuple) or not message:
             continue
         if message[0] == "stop":
-            return
+            # Nothing is left to save, and the interpreter's teardown of torch takes a fraction of a
+            # second that the node's stop would wait for: flush what was written and leave at once.
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
         if message[0] == "measure":
             _, request_id, spec = message
             conn.send(("reply", service.reply(request_id, spec)))

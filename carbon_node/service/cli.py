@@ -31,12 +31,47 @@ if TYPE_CHECKING:
 __all__ = ["build_parser", "main", "version"]
 
 PROG = "carbon-node"
+EXIT_OK = 0
+EXIT_ERROR_ANSWER = 1
 EXIT_USAGE = 2
+EXIT_NO_ANSWER = 3
+
+RESULT_EXIT_CODES = (
+    "exit status: 0 a footprint was computed (mode tracker or onnx_hw_only); 1 the answer is an error "
+    "(mode error or no_model; the result is still printed); 2 invalid options or settings; "
+    "3 no answer within the time limit (send-task: no node, or too slow)"
+)
+"""The exit statuses ``send-task`` and ``estimate`` share (also in their ``--help`` and the README)."""
 
 SECRET_FIELDS = frozenset({"electricitymaps_api_key"})
 """Settings never taken from the command line (other users can read a process's arguments)."""
 
 LOG_FIELDS = ("log_format", "log_level")
+
+SEND_TASK_FIELDS = ("domain_id", *LOG_FIELDS)
+"""The settings ``send-task`` uses (the only ones it reads)."""
+
+ESTIMATE_FIELDS = (
+    "window_s",
+    "grid_ci_g_per_kwh",
+    "latency_unit",
+    "per_inference",
+    "live_intensity",
+    "live_intensity_timeout_s",
+    "electricitymaps_api_key",
+    "device",
+    "task_timeout_s",
+    "model_load_timeout_s",
+    "max_model_mb",
+    "trust_remote_code",
+    "model_dirs",
+    "sim_cpu_tdp_w",
+    "sim_cpu_util",
+    "cache_dir",
+    *LOG_FIELDS,
+)
+"""The settings ``estimate`` uses: only these are flags of the command and only these are read (an
+invalid bus, journal or metrics setting in the environment does not concern it)."""
 
 
 def flag_name(field_name: str) -> str:
@@ -123,31 +158,50 @@ def build_parser() -> argparse.ArgumentParser:
             "Publish the three inputs of one task (MLModel, HWResource, UserInput) as the SustainML "
             "orchestrator and providers would, wait for the node's CO2FootprintImpl and print it."
         ),
+        epilog=RESULT_EXIT_CODES,
     )
     send.add_argument("--model", required=True, help="model: a Hugging Face id, a local model directory, or NO_MODEL")
     send.add_argument("--model-path", default="", help="MLModel.model_path, e.g. an .onnx file (selects the HW-only path)")
-    send.add_argument("--latency", type=float, default=0.0, help="HWResource.latency, in the node's latency unit")
+    send.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        help="HWResource.latency: the target hardware's time for one inference, in --latency-unit "
+        "(without --latency-unit: sent as given, in the node's unit, hours by default as upstream)",
+    )
+    send.add_argument(
+        "--latency-unit",
+        choices=("h", "s", "ms"),
+        default=None,
+        help="unit of --latency: send-task asks the node which unit it reads (describe) and converts; "
+        "a node that does not describe itself (upstream) is taken to read hours",
+    )
     send.add_argument("--power", type=float, default=0.0, help="HWResource.power_consumption in W")
     send.add_argument("--user-extra", default="{}", metavar="JSON", help="UserInput.extra_data as a JSON object")
     send.add_argument("--ml-extra", default="{}", metavar="JSON", help="MLModel.extra_data as a JSON object")
     send.add_argument("--task-id", default=None, metavar="P.I", help="task id problem.iteration (default: a fresh one)")
     send.add_argument("--timeout-s", "--timeout", type=float, default=120.0, help="seconds to wait for the result (default 120)")
     send.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_settings_flags(send, ("domain_id", *LOG_FIELDS))
+    _add_settings_flags(send, SEND_TASK_FIELDS)
 
     estimate = commands.add_parser(
         "estimate",
         help="estimate one model's footprint in this process, without DDS",
         description="Run the node's estimation for one model locally (no bus) and print the output fields.",
+        epilog=RESULT_EXIT_CODES,
     )
     estimate.add_argument("model_arg", nargs="?", metavar="MODEL", help="same as --model")
-    estimate.add_argument("--model", default=None, help="a Hugging Face id, a local model directory, or NO_MODEL")
+    estimate.add_argument(
+        "--model", default=None, help="a Hugging Face id, a local model directory (relative to here or absolute), or NO_MODEL"
+    )
     estimate.add_argument("--model-path", default="", help="an .onnx path (selects the HW-only path)")
-    estimate.add_argument("--latency", type=float, default=0.0, help="HW latency, in the node's latency unit")
+    estimate.add_argument(
+        "--latency", type=float, default=0.0, help="the target hardware's time for one inference, in --latency-unit"
+    )
     estimate.add_argument("--power", type=float, default=0.0, help="HW power in W")
     estimate.add_argument("--region", default="", help="grid region/zone for the carbon intensity (default: resolved)")
     estimate.add_argument("--json", action="store_true", help="print the result as JSON")
-    _add_settings_flags(estimate, ALL_SETTINGS)
+    _add_settings_flags(estimate, tuple(name for name in ESTIMATE_FIELDS if name not in SECRET_FIELDS))
 
     doctor = commands.add_parser(
         "doctor",
@@ -243,14 +297,16 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     return {name: value for name, value in vars(args).items() if name in Settings.model_fields}
 
 
-def _load(args: argparse.Namespace) -> LoadedSettings:
-    return load_settings(_flags(args), config_file=getattr(args, "config", None), environ=os.environ)
+def _load(args: argparse.Namespace, fields: Iterable[str] | None = None) -> LoadedSettings:
+    return load_settings(_flags(args), config_file=getattr(args, "config", None), environ=os.environ, fields=fields)
 
 
-def _configure_logs(settings: Settings) -> None:
+def _configure_logs(settings: Settings, *, quiet: bool = False) -> None:
+    """Logs to stderr; ``quiet`` holds them at WARNING (``estimate``, whose stderr carries its own plain
+    progress lines, when no log level was asked for)."""
     from carbon_node.service.logs import configure_logging
 
-    configure_logging(settings.log_format, settings.log_level)
+    configure_logging(settings.log_format, "warning" if quiet else settings.log_level)
 
 
 def _json_object(text: str, option: str) -> dict[str, Any]:
@@ -278,31 +334,41 @@ def _task_id(text: str | None) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     _configure_logs(loaded.settings)
-    from carbon_node.service.daemon import run_daemon
+    from carbon_node.service.daemon import exit_process, run_daemon
 
-    return run_daemon(loaded.settings)
+    exit_process(run_daemon(loaded.settings))  # a fast stop: see the daemon's module docstring
 
 
 def _cmd_send_task(args: argparse.Namespace) -> int:
-    loaded = _load(args)
+    loaded = _load(args, SEND_TASK_FIELDS)
     _configure_logs(loaded.settings)
     user_extra = _json_object(args.user_extra, "--user-extra")
     ml_extra = _json_object(args.ml_extra, "--ml-extra")
-    from carbon_node.bus.orchestrator import format_result, send_task
+    from carbon_node.bus.orchestrator import OrchestratorTimeout, format_result, send_task
 
-    result = send_task(
-        model=args.model,
-        model_path=args.model_path,
-        latency=args.latency,
-        power=args.power,
-        user_extra=user_extra,
-        ml_extra=ml_extra,
-        domain_id=loaded.settings.domain_id,
-        timeout_s=args.timeout_s,
-        task_id=_task_id(args.task_id),
-    )
+    try:
+        result = send_task(
+            model=args.model,
+            model_path=args.model_path,
+            latency=args.latency,
+            power=args.power,
+            user_extra=user_extra,
+            ml_extra=ml_extra,
+            domain_id=loaded.settings.domain_id,
+            timeout_s=args.timeout_s,
+            task_id=_task_id(args.task_id),
+            latency_unit=args.latency_unit,
+        )
+    except OrchestratorTimeout as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_NO_ANSWER
     print(format_result(result, args.json))
-    return 0
+    return result_exit_code(str(result.extra_data.get("mode", "")))
+
+
+def result_exit_code(mode: str) -> int:
+    """The exit status of ``send-task`` and ``estimate`` for an answer's mode (see :data:`RESULT_EXIT_CODES`)."""
+    return EXIT_OK if mode in ("tracker", "onnx_hw_only") else EXIT_ERROR_ANSWER
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
@@ -310,10 +376,12 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     if not model or (args.model is not None and args.model_arg is not None and args.model != args.model_arg):
         print(f"{PROG} estimate: give the model once, as MODEL or as --model", file=sys.stderr)
         return 2
-    loaded = _load(args)
-    _configure_logs(loaded.settings)
-    from carbon_node.engine.estimate import run_estimate
+    loaded = _load(args, ESTIMATE_FIELDS)
+    from carbon_node.engine.estimate import check_model_argument, run_estimate
 
+    # Checked here, before a measurement worker is started (seconds): a refused model fails at once.
+    model = check_model_argument(model, loaded.settings.allowed_model_dirs)
+    _configure_logs(loaded.settings, quiet="log_level" not in loaded.sources)
     return run_estimate(loaded.settings, model, args.latency, args.power, args.region, args.model_path, args.json, sys.stdout)
 
 

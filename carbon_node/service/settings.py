@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -278,10 +278,14 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
+    fields: Iterable[str] | None = None,
 ) -> LoadedSettings:
     """Merge defaults < TOML (``config_file`` or ``CARBON_NODE_CONFIG``) < environment < ``flags``.
 
-    ``flags`` holds only the options given on the command line (None values are ignored).
+    ``flags`` holds only the options given on the command line (None values are ignored). With
+    ``fields``, only those settings are read from the file and the environment (the others keep their
+    defaults, unvalidated values included): a command that uses a few settings is not stopped by an
+    invalid one it never reads. A key that is no setting at all is still refused.
     Raises :class:`SettingsError` with one line on any invalid value.
     """
     env = dict(os.environ if environ is None else environ)
@@ -289,8 +293,11 @@ def load_settings(
     path = Path(path_text) if path_text else None
     file_values = _read_toml(path) if path is not None else {}
 
+    read = set(Settings.model_fields if fields is None else fields)
+    file_values = {k: v for k, v in file_values.items() if k in read or k not in Settings.model_fields}
+
     env_values: dict[str, Any] = {}
-    for name in Settings.model_fields:
+    for name in (n for n in Settings.model_fields if n in read):
         key = env_name(name)
         # An empty variable means "not set" (upstream reads an empty SUSTAINML_GRID_CI and
         # SUSTAINML_DOMAIN_ID so; an EnvironmentFile line "NAME=" does the same).

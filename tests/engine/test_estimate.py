@@ -46,7 +46,7 @@ def test_the_table_shows_value_unit_and_source_of_each_double() -> None:
     engine = Engine(Settings(latency_unit="s"), FakeMeasurer(make_measurement(energy_kwh=0.002, window_s=2.0)))
     text = format_output(engine.handle(make_inputs(latency=0.5, region="France")), as_json=False)
     lines = {line.split("  ")[0]: line for line in text.splitlines()}
-    assert "gCO2e " in lines["carbon footprint"] and "scaling: hw_latency" in lines["carbon footprint"]
+    assert "gCO2e " in lines["carbon footprint"] and "per inference: window energy x HW latency" in lines["carbon footprint"]
     assert "kWh" in lines["energy consumption"] and "power: simulated cpu" in lines["energy consumption"]
     assert "offline_table FR 2024" in lines["carbon intensity"]
     assert "0.0005" in lines["energy consumption"]

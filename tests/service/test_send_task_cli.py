@@ -1,0 +1,109 @@
+"""``carbon-node send-task`` against a real node: latency units, exit statuses, and what describe says."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from carbon_node.bus.orchestrator import Orchestrator
+from carbon_node.bus.types import Status
+from carbon_node.bus.upstream import resolve_bus_kind
+from tests.service.test_cli import carbon_node
+from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, start_node
+
+
+def running_node(tmp_path: Path, domain: int, *args: str, env: dict[str, str] | None = None) -> Iterator[int]:
+    node = start_node(tmp_path, *args, env={"SUSTAINML_DOMAIN_ID": str(domain), **(env or {})})
+    try:
+        with Orchestrator(domain) as orchestrator:
+            orchestrator.wait_status(Status.NODE_IDLE, IDLE_TIMEOUT_S)
+        yield domain
+    finally:
+        node.send_signal(signal.SIGTERM)
+        try:
+            node.wait(EXIT_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
+@pytest.fixture
+def node_in_hours(tmp_path: Path, dds_domain: int) -> Iterator[int]:
+    """A node reading HWResource.latency in hours (the default, as upstream)."""
+    yield from running_node(tmp_path, dds_domain)
+
+
+@pytest.fixture
+def onnx_file(tmp_path: Path) -> Path:
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"onnx")
+    return path
+
+
+def send(domain: int, *args: str) -> subprocess.CompletedProcess[str]:
+    return carbon_node("send-task", "--domain", str(domain), "--timeout-s", "30", *args)
+
+
+def send_50_ms(domain: int, onnx_file: Path) -> dict[str, Any]:
+    done = send(domain, "--model", "m", "--model-path", str(onnx_file), "--latency", "50", "--latency-unit", "ms", "--json")
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_latency_in_milliseconds_reaches_an_hours_node_as_the_same_duration(node_in_hours: int, onnx_file: Path) -> None:
+    done = send(
+        node_in_hours, "--model", "m", "--model-path", str(onnx_file), "--latency", "50", "--latency-unit", "ms", "--json"
+    )
+    result = json.loads(done.stdout)
+    assert done.returncode == 0, done.stderr
+    assert result["extra_data"]["latency_unit"] == "h"
+    assert result["extra_data"]["latency_s"] == pytest.approx(0.05)
+    assert "node's describe answer" in result["latency_note"]
+
+
+def test_latency_in_milliseconds_reaches_a_seconds_node_as_the_same_duration(
+    tmp_path: Path, dds_domain: int, onnx_file: Path
+) -> None:
+    for domain in running_node(tmp_path, dds_domain, env={"SUSTAINML_LATENCY_UNIT": "s"}):
+        result = send_50_ms(domain, onnx_file)
+        assert result["extra_data"]["latency_unit"] == "s"
+        assert result["extra_data"]["latency_s"] == pytest.approx(0.05)
+        assert result["latency_sent"] == pytest.approx(0.05)
+
+
+def test_send_task_exits_0_on_a_footprint_and_1_on_an_error_answer_like_estimate(node_in_hours: int, onnx_file: Path) -> None:
+    computed = send(node_in_hours, "--model", "m", "--model-path", str(onnx_file), "--latency", "1", "--latency-unit", "s")
+    no_model = send(node_in_hours, "--model", "NO_MODEL")
+    error = send(node_in_hours, "--model", "m", "--model-path", "/no/such/model.onnx")
+    assert (computed.returncode, no_model.returncode, error.returncode) == (0, 1, 1)
+    assert "mode               onnx_hw_only" in computed.stdout
+    assert "ONNX file not found" in error.stdout  # the answer is printed all the same
+
+
+def test_send_task_exits_3_when_no_node_answers_and_ignores_settings_it_does_not_use(dds_domain: int) -> None:
+    done = carbon_node(
+        "send-task", "--domain", str(dds_domain), "--timeout-s", "0.5", "--model", "NO_MODEL",
+        env={"CARBON_NODE_METRICS_PORT": "0", "CT_TARGET_SECONDS": "-1"},
+    )  # fmt: skip
+    assert done.returncode == 3
+    assert "no output" in done.stderr or "within 0.5 s" in done.stderr
+
+
+def test_describe_and_the_idle_log_name_the_bus_in_use_not_auto(tmp_path: Path, dds_domain: int) -> None:
+    node = start_node(tmp_path, "--bus", "auto", env={"SUSTAINML_DOMAIN_ID": str(dds_domain)})
+    with Orchestrator(dds_domain) as orchestrator:
+        orchestrator.wait_status(Status.NODE_IDLE, IDLE_TIMEOUT_S)
+        response = orchestrator.request_configuration('{"command": "describe"}', transaction_id=3, timeout_s=10.0)
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(EXIT_TIMEOUT_S) == 0
+    described = json.loads(response.configuration)
+    records = [json.loads(line) for line in (tmp_path / "node.log").read_text().splitlines() if line.startswith("{")]
+    idle = next(r for r in records if r["event"] == "node.idle")
+    assert described["bus"] == idle["bus"] == resolve_bus_kind("auto") != "auto"
+    assert described["settings"]["bus"] == "auto"  # the setting itself, as configured
