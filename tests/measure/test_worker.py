@@ -118,3 +118,17 @@ def test_the_model_cache_count_bound_evicts_the_older_model(service: MeasureServ
     reply = service.reply(1, spec(tiny_models["image"]))
     assert reply.cached_models == 1
     assert service.measure(spec(tiny_models["text"])).load_s > 0
+
+
+def test_the_torch_thread_setting_is_applied_and_reported(tmp_path: Path, tiny_models: dict[str, str]) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        configured = MeasureService(WorkerConfig(scratch_dir=tmp_path / "scratch", torch_threads=1))
+        assert configured.measure(spec(tiny_models["text"])).torch_threads == torch.get_num_threads() == 1
+        default = MeasureService(WorkerConfig(scratch_dir=tmp_path / "scratch"))
+        torch.set_num_threads(2)
+        assert default.measure(spec(tiny_models["text"])).torch_threads == 2  # unset: left as it is
+    finally:
+        torch.set_num_threads(before)
