@@ -16,9 +16,20 @@ counter that went down wrapped once, so the delta is ``after + max_energy_range_
 wraps after ``max_energy_range_uj`` microjoules (about 262 kJ on current packages, tens of minutes at
 100 W+): within a measurement window it can wrap at most once, which is what is corrected.
 
-carbontracker itself takes the difference of two reads one second apart without that correction: a wrap
-gives a negative sample, its retry loop recomputes the same two numbers and it records 0 W for the sample.
-That is why the worker checks its figure against these counters.
+How carbontracker 2.4's ``IntelCPU`` (``components/cpu/intel.py``) uses the same files, as relied on here
+and checked end to end by ``tests/measure/test_rapl_system.py``:
+
+- it is chosen when the hard-coded ``/sys/class/powercap/`` exists and is not empty (nothing is read);
+- ``init`` lists the entries containing ``:`` that fully match ``intel-rapl:(\d)(:\d)?`` (one-digit
+  package numbers only), reads each ``name`` and keeps those containing ``package`` or ``dram`` except
+  ``psys``; ``name`` need not be exactly ``package-0``; its devices are then named ``cpu:0``, ``dram:0``;
+- each sample reads every kept ``energy_uj`` with ``int(f.read())``, sleeps one second, reads again and
+  divides the difference by the nominal second (a late second read on a busy machine reads high);
+  a missing ``energy_uj`` is replaced by the sum of the zone's ``intel-rapl:N:M`` sub-directories, a
+  ``PermissionError`` is logged as critical and the sample recorded as 0 W;
+- there is no wrap correction: a wrap gives a negative sample, its retry loop recomputes the same two
+  numbers, and it records 0 W for the sample. That is why the worker checks its figure against these
+  counters (:mod:`carbon_node.measure.tracker`).
 """
 
 from __future__ import annotations

@@ -200,3 +200,22 @@ def test_choose_figure(
     assert (None if figure is None else (figure.energy_kwh, figure.energy_figure)) == (
         None if expected is None else pytest.approx(expected)
     )
+
+
+def test_a_tdp_table_window_does_not_run_cpuinfo_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """carbontracker's GenericCPU runs cpuinfo (a fresh interpreter, ~1.3 s) per tracker: the TDP-table
+    figure is looked up once per process and handed over, so a window pays none of it."""
+    import cpuinfo
+
+    from carbon_node.measure.power import tdp_table_watts
+
+    name, _ = tdp_table_watts()
+    plan = plan_power(
+        sim_cpu_tdp_w=None, sim_cpu_util=None, uses_cuda=False, powercap_root=tmp_path / "absent", nvml_probe=lambda: False
+    )
+    calls: list[int] = []
+    monkeypatch.setattr(cpuinfo, "get_cpu_info", lambda: calls.append(1) or {})
+    result = run_window(CountingForward(), window_s=WINDOW_S, scratch_dir=tmp_path / "s", plan=plan)
+    assert calls == []
+    assert plan.source == "tdp_table" and result.devices["cpu"] == [name] and result.energy_kwh > 0
+    assert result.measure_s - result.window_s < 1.0  # was 1.4-2.6 s here with GenericCPU
