@@ -1,4 +1,4 @@
-"""The RAPL energy counters, read directly: the cross-check of carbontracker's RAPL figure.
+r"""The RAPL energy counters, read directly: the cross-check of carbontracker's RAPL figure.
 
 :class:`RaplCounters` reads the zones carbontracker 2.4's ``IntelCPU`` handler measures, from a powercap
 root given to the constructor (``/sys/class/powercap`` by default; tests give a fixture tree):
