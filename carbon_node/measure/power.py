@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,13 +116,21 @@ def nvml_available() -> bool:
             pynvml.nvmlShutdown()
 
 
-@functools.cache
+_TDP_TABLE_LOCK = threading.Lock()
+
+
 def tdp_table_watts() -> tuple[str, float]:
     """carbontracker's TDP-table estimate for this CPU: (CPU name, full TDP in W); its 50 % is applied later.
 
-    Computed once per process (it costs a ``cpuinfo`` subprocess); thread-safe enough for the worker,
-    which may compute it in a background thread during its warm-up: a second caller at worst repeats it.
+    Computed once per process (it costs a ``cpuinfo`` subprocess, about 1.3 s); the worker starts it in a
+    thread during its warm-up, and a window that needs it meanwhile waits for that one lookup.
     """
+    with _TDP_TABLE_LOCK:
+        return _tdp_table_lookup()
+
+
+@functools.cache
+def _tdp_table_lookup() -> tuple[str, float]:
     from carbontracker.components.cpu.generic import GenericCPU
 
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
