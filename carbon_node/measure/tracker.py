@@ -23,9 +23,10 @@ makes it negative, its retry loop recomputes the same numbers and records 0 W. S
 - carbontracker's CPU share is *far* from the counters when it is zero or differs from them by more than
   ``FAR_RELATIVE`` (25 %) of the counter figure: then the counter figure replaces carbontracker's CPU
   share (``energy_figure: rapl_counter``) and a note says so; otherwise carbontracker's figure is
-  published (``energy_figure: carbontracker``). 25 % is far beyond what sampling a steady load once a
-  second explains, and well inside what a lost or wrapped sample does (at least one of a window's one
-  or two samples, so 50-100 %);
+  published (``energy_figure: carbontracker``). 25 % is far beyond what sampling once a second explains
+  (on a steady load its sample reads a few percent high when the machine is busy: it divides by the
+  nominal second and its second read comes late; 2.7 % was seen on 2 shared cores), and well inside
+  what a lost or wrapped sample does (one of a window's one or two samples: 50-100 %);
 - a window whose published energy would be zero or negative although a power source is present (RAPL,
   NVML, the TDP table or simulated power) is run once more; when the second is no better the window
   fails with :class:`MeasureError` and the reason (the task is answered ``mode: error``).
