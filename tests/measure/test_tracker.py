@@ -99,6 +99,9 @@ def test_a_scratch_path_that_looks_like_a_carbontracker_log_name_still_parses(tm
 # -- no silent zero: the RAPL counters cross-check carbontracker -----------------------------------------------
 
 COUNTER_W = 25.0
+COUNTER_REL = 0.1
+"""The writer thread shares the GIL with the window's passes: on a busy machine its last write can be tens
+of milliseconds old at a window edge. Exact figures are the end-to-end test's job (a writer process)."""
 
 
 def rapl_plan(carbontracker_cpu_w: float) -> PowerPlan:
@@ -127,8 +130,8 @@ def test_figures_that_agree_publish_carbontrackers(tmp_path: Path, package: tupl
     root, _ = package
     result = run_window(CountingForward(), window_s=0.5, scratch_dir=tmp_path / "s", plan=rapl_plan(24.0), powercap_root=root)
     assert result.energy_figure == "carbontracker"
-    assert result.energy_kwh == result.carbontracker_energy_kwh == pytest.approx(24.0 * result.window_s * PUE / 3.6e6, rel=0.03)
-    assert result.counter_energy_kwh == pytest.approx(counter_kwh(result.window_s), rel=0.05)
+    assert result.energy_kwh == result.carbontracker_energy_kwh == pytest.approx(24.0 * result.window_s * PUE / 3.6e6, rel=0.05)
+    assert result.counter_energy_kwh == pytest.approx(counter_kwh(result.window_s), rel=COUNTER_REL)
 
 
 def test_a_zero_carbontracker_figure_is_replaced_by_the_wrap_corrected_counters(
@@ -139,7 +142,7 @@ def test_a_zero_carbontracker_figure_is_replaced_by_the_wrap_corrected_counters(
     assert writer.wraps >= 2  # the counter wrapped inside the window
     assert result.energy_figure == "rapl_counter"
     assert result.carbontracker_energy_kwh == 0.0
-    assert result.energy_kwh == result.counter_energy_kwh == pytest.approx(counter_kwh(result.window_s), rel=0.05)
+    assert result.energy_kwh == result.counter_energy_kwh == pytest.approx(counter_kwh(result.window_s), rel=COUNTER_REL)
     assert any("is zero" in note and "counter figure is published" in note for note in result.notes)
 
 
@@ -147,7 +150,7 @@ def test_a_carbontracker_figure_far_from_the_counters_is_replaced(tmp_path: Path
     root, _ = package
     result = run_window(CountingForward(), window_s=0.5, scratch_dir=tmp_path / "s", plan=rapl_plan(100.0), powercap_root=root)
     assert result.energy_figure == "rapl_counter"
-    assert result.energy_kwh == pytest.approx(counter_kwh(result.window_s), rel=0.05)
+    assert result.energy_kwh == pytest.approx(counter_kwh(result.window_s), rel=COUNTER_REL)
     assert any("+300% off" in note or "off the RAPL counters" in note for note in result.notes)
 
 
