@@ -18,7 +18,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -116,6 +116,13 @@ def _fmt(value: Any) -> str:
     return "-" if value is None else str(value)
 
 
+def _cross_check(x: Mapping[str, Any]) -> str:
+    """The RAPL counter cross-check of a tracker output, in words."""
+    if x.get("counter_energy_kwh") is None:
+        return "no RAPL counter cross-check"
+    return f"carbontracker {_fmt(x.get('carbontracker_energy_kwh'))} kWh, RAPL counters {_fmt(x.get('counter_energy_kwh'))} kWh"
+
+
 def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
     """(quantity, value, unit, source) rows of the readable table."""
     x = output.extra_data
@@ -143,7 +150,8 @@ def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
     if output.mode == Mode.TRACKER:
         rows += [
             ("window", _fmt(x.get("window_s")), "s", f"{x.get('forward_passes')} forward passes"),
-            ("model", str(x.get("model_class")), "", f"{x.get('device')} {x.get('dtype')}"),
+            ("model", str(x.get("model_class")), "", f"{x.get('device')} {x.get('dtype')}, {x.get('torch_threads')} threads"),
+            ("energy figure", str(x.get("energy_figure")), "", _cross_check(x)),
             ("carbontracker", str(x.get("carbontracker_version")), "", f"PUE {_fmt(x.get('pue'))}, at {x.get('measured_at')}"),
         ]
     for warning in x.get("warnings", []):

@@ -19,6 +19,12 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 | ``scaling_note`` | why the configured scaling was not applied, when it was not |
 | ``latency_unit``, ``latency_s``, ``power_w`` | the HW input as understood (F2) |
 | ``pue``, ``cached``, ``measured_at``, ``carbontracker_version`` | measurement provenance |
+| ``energy_figure`` | which figure the window energy is: ``carbontracker`` or ``rapl_counter`` (carbontracker's |
+|   | CPU share was zero or > 25 % off the RAPL counters, which replaced it) |
+| ``carbontracker_energy_kwh`` | carbontracker's own figure for the window (kWh, PUE included) |
+| ``counter_energy_kwh`` | the RAPL package (+ DRAM) counters over the window, wrap-corrected (kWh, PUE included); |
+|   | null when the CPU was not measured by RAPL or the counters could not be read |
+| ``torch_threads`` | torch's intra-op thread count during the window (the per-pass energy follows it) |
 | ``model_class``, ``device``, ``dtype`` | what was run |
 | ``measurement_notes`` | ``tracker`` only, when there are some: how the model was run (weights, synthetic input, ...) |
 | ``onnx_file_present`` | ``onnx_hw_only`` only: whether ``model_path`` exists on this host (never read) |
@@ -107,6 +113,10 @@ def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInferenc
             "cached": False,
             "measured_at": None,
             "carbontracker_version": None,
+            "energy_figure": None,
+            "carbontracker_energy_kwh": None,
+            "counter_energy_kwh": None,
+            "torch_threads": None,
             "model_class": None,
             "device": None,
             "dtype": None,
@@ -143,6 +153,10 @@ def measured_extra_data(task: Task, intensity: Intensity, measurement: Measureme
             "cached": measurement.cached,
             "measured_at": measurement.measured_at,
             "carbontracker_version": measurement.carbontracker_version,
+            "energy_figure": measurement.energy_figure,
+            "carbontracker_energy_kwh": measurement.carbontracker_energy_kwh,
+            "counter_energy_kwh": measurement.counter_energy_kwh,
+            "torch_threads": measurement.torch_threads,
             "model_class": measurement.model_class,
             "device": measurement.device,
             "dtype": measurement.dtype,

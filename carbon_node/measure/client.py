@@ -164,13 +164,22 @@ class WorkerMeasurer:
         scratch_dir: Path,
         start_timeout_s: float = 120.0,
         hub_cache_dir: Path | None = None,
+        torch_threads: int | None = None,
+        prime_tdp_table: bool = True,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.task_timeout_s = task_timeout_s
         self.measure_cache_ttl_s = measure_cache_ttl_s
         self.start_timeout_s = start_timeout_s
         self._clock = clock
-        self._config = WorkerConfig(Path(scratch_dir), model_cache_max_models, model_cache_max_mb, hub_cache_dir=hub_cache_dir)
+        self._config = WorkerConfig(
+            Path(scratch_dir),
+            model_cache_max_models,
+            model_cache_max_mb,
+            hub_cache_dir=hub_cache_dir,
+            torch_threads=torch_threads,
+            prime_tdp_table=prime_tdp_table,
+        )
         self._lock = threading.Lock()  # one measurement at a time
         self._state = threading.Lock()  # guards the worker handle and the flags below
         self._worker: _Worker | None = None
@@ -417,4 +426,6 @@ def measurer_from_settings(settings: Settings, scratch_dir: Path) -> WorkerMeasu
         measure_cache_ttl_s=settings.measure_cache_ttl_s,
         scratch_dir=scratch_dir,
         hub_cache_dir=settings.cache_dir / "huggingface",
+        torch_threads=settings.torch_threads,
+        prime_tdp_table=not settings.simulated_power,
     )

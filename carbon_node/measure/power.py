@@ -8,10 +8,20 @@ every Measurement says honestly how its energy was obtained:
 - ``rapl``: the Intel RAPL energy counters (``<powercap>/intel-rapl*/energy_uj``) are readable.
 - ``tdp_table``: none of the above: carbontracker's CPU TDP table at 50 % utilisation, an estimate.
 
-One trap is handled here: carbontracker chooses its RAPL handler whenever the powercap directory is
-non-empty, even when the counters are not readable (the default since 2020), and then records zero
-power. In that case the TDP-table estimate is computed with carbontracker's own table and handed to
-carbontracker through its ``sim_cpu`` settings, so the window still gets the TDP-table estimate.
+The ``tdp_table`` estimate is always computed here, with carbontracker's own table and CPU-name
+matching (:func:`tdp_table_watts`, once per process), and handed to carbontracker through its ``sim_cpu``
+settings (``sim_cpu_util=0.5``: its ``GenericCPU`` also draws 50 % of the TDP). Two reasons:
+
+- carbontracker chooses its RAPL handler whenever the powercap directory is non-empty, even when the
+  counters are not readable (the default since 2020), and then records zero power;
+- carbontracker's ``GenericCPU`` handler asks ``cpuinfo.get_cpu_info()`` for the CPU name in its
+  constructor, which runs a fresh Python interpreter (about 1.3 s of CPU here) for every
+  ``CarbonTracker``, i.e. every window, competing with the window's own forward passes. Its
+  ``SimulatedCPUHandler`` with the same name and figure gives the same energy and devices at no cost.
+
+carbontracker behaviour relied on (2.4): ``GenericCPU(pids, devices_by_pid)`` sets ``cpu_brand`` and, after
+``init()``, ``tdp`` = table TDP / 2 (or the table average / 2 for an unknown CPU); ``SimulatedCPUHandler``
+draws ``sim_cpu_tdp x sim_cpu_util`` W. ``tests/measure/test_power.py`` pins both.
 
 The powercap root is a parameter so tests can point it at a fixture tree.
 """
@@ -19,6 +29,9 @@ The powercap root is a parameter so tests can point it at a fixture tree.
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +86,17 @@ def rapl_readable(powercap_root: Path = POWERCAP_ROOT) -> bool:
     return False
 
 
+def _rapl_problem(powercap_root: Path) -> str:
+    """Why the counters under ``powercap_root`` cannot be read, in a few words."""
+    from carbon_node.measure.rapl import RaplCounters, RaplError
+
+    try:
+        RaplCounters.read(RaplCounters(powercap_root).discover())
+    except RaplError as exc:
+        return str(exc)
+    return "no zone counter answered with an integer"
+
+
 def nvml_available() -> bool:
     """Whether NVML initialises and reports at least one GPU (pynvml installed, driver present)."""
     try:
@@ -92,12 +116,26 @@ def nvml_available() -> bool:
             pynvml.nvmlShutdown()
 
 
+_TDP_TABLE_LOCK = threading.Lock()
+
+
 def tdp_table_watts() -> tuple[str, float]:
-    """carbontracker's TDP-table estimate for this CPU: (CPU name, full TDP in W); its 50 % is applied later."""
+    """carbontracker's TDP-table estimate for this CPU: (CPU name, full TDP in W); its 50 % is applied later.
+
+    Computed once per process (it costs a ``cpuinfo`` subprocess, about 1.3 s); the worker starts it in a
+    thread during its warm-up, and a window that needs it meanwhile waits for that one lookup.
+    """
+    with _TDP_TABLE_LOCK:
+        return _tdp_table_lookup()
+
+
+@functools.cache
+def _tdp_table_lookup() -> tuple[str, float]:
     from carbontracker.components.cpu.generic import GenericCPU
 
-    cpu = GenericCPU(pids=[], devices_by_pid=False)
-    cpu.init()  # sets cpu.tdp to the matched (or average) TDP at 50 % utilisation
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        cpu = GenericCPU(pids=[], devices_by_pid=False)
+        cpu.init()  # sets cpu.tdp to the matched (or average) TDP at 50 % utilisation
     return cpu.cpu_brand or "Unknown CPU", float(cpu.tdp or 0.0) * 2.0
 
 
@@ -132,12 +170,14 @@ def plan_power(
     if rapl_readable(powercap_root):
         return PowerPlan(gpu_source or "rapl", "rapl", gpu_source, extra, tuple(notes))
 
-    kwargs = {}
+    # carbontracker would use RAPL and read zeros, or GenericCPU and pay cpuinfo: hand it the estimate.
+    name, tdp_w = tdp_table()
+    kwargs = {"sim_cpu": name, "sim_cpu_tdp": tdp_w, "sim_cpu_util": 0.5}
     if rapl_present(powercap_root):
-        # carbontracker would use RAPL and read zeros: give it the TDP-table estimate explicitly.
-        name, tdp_w = tdp_table()
-        kwargs = {"sim_cpu": name, "sim_cpu_tdp": tdp_w, "sim_cpu_util": 0.5}
-        notes.append("RAPL counters are not readable: CPU power is carbontracker's TDP-table estimate")
+        notes.append(
+            f"RAPL counters are not readable ({_rapl_problem(powercap_root)}): "
+            "CPU power is carbontracker's TDP-table estimate, not a measurement"
+        )
     else:
         notes.append("no RAPL counters: CPU power is carbontracker's TDP-table estimate (50 % of TDP), not a measurement")
     return PowerPlan(gpu_source or "tdp_table", "tdp_table", gpu_source, {**kwargs, **extra}, tuple(notes))

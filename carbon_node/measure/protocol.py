@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 from carbon_node.core import CarbonNodeError
 
 __all__ = [
+    "EnergyFigure",
     "MeasureError",
     "MeasureSpec",
     "MeasureTimeout",
@@ -29,6 +30,9 @@ __all__ = [
 PowerSource = Literal["rapl", "nvml", "tdp_table", "simulated", "hw_provider", "none"]
 """How the window energy was obtained: a counter (rapl, nvml), carbontracker's CPU TDP table, simulated
 power (sim_cpu settings), the HW provider's power x latency, or nothing."""
+
+EnergyFigure = Literal["carbontracker", "rapl_counter"]
+"""Which figure a window's energy is: carbontracker's integral, or (for the CPU share) the RAPL counters."""
 
 
 class MeasureError(CarbonNodeError):
@@ -99,6 +103,14 @@ class Measurement:
     model_identity: str | None = None
     """What the model string named when it was measured (:mod:`carbon_node.measure.identity`): the
     measurement cache answers only while the model still has this identity."""
+    energy_figure: EnergyFigure = "carbontracker"
+    """Which figure ``energy_kwh`` is (see :mod:`carbon_node.measure.tracker`)."""
+    carbontracker_energy_kwh: float | None = None
+    """carbontracker's own figure for the window (kWh, PUE included)."""
+    counter_energy_kwh: float | None = None
+    """The RAPL counters over the window (kWh, PUE included), when they were read."""
+    torch_threads: int | None = None
+    """torch's intra-op thread count in the worker during the window (the per-pass energy follows it)."""
 
     @property
     def energy_per_pass_kwh(self) -> float:

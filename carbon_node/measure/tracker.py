@@ -8,7 +8,28 @@ the first sample as soon as the epoch starts, then one every ``update_interval``
   ``window_s`` is the duration carbontracker multiplies by (within microseconds);
 - the window is extended past ``window_s`` until every component has at least one sample (RAPL takes
   one second per sample), bounded by ``max_extra_s``; passes keep being counted meanwhile;
-- the energy is read back from carbontracker's own log with ``carbontracker.parser``, with 15 decimals.
+- the energy is read back from carbontracker's own log with ``carbontracker.parser``, with 15 decimals;
+  the CPU share is its logged average CPU power (summed over devices) x window x PUE.
+
+No silent zero. When the CPU is measured by RAPL, the package (and DRAM) counters are read here too
+(:class:`~carbon_node.measure.rapl.RaplCounters`): at both window edges and between passes at least every
+``COUNTER_READ_INTERVAL_S``, each interval wrap-corrected with ``max_energy_range_uj``. Their sum x PUE is
+the cross-check ``counter_energy_kwh``, with PUE applied as carbontracker applies it (it multiplies the
+sum of its components' energy by ``constants.PUE_2023``). carbontracker's RAPL handler reads the same
+files (``/sys/class/powercap/intel-rapl:N[:M]`` whose ``name`` contains ``package`` or ``dram``, not
+``psys``), but subtracts two reads one second apart without wrap correction: a wrap inside a sample
+makes it negative, its retry loop recomputes the same numbers and records 0 W. So, per window:
+
+- carbontracker's CPU share is *far* from the counters when it is zero or differs from them by more than
+  ``FAR_RELATIVE`` (25 %) of the counter figure: then the counter figure replaces carbontracker's CPU
+  share (``energy_figure: rapl_counter``) and a note says so; otherwise carbontracker's figure is
+  published (``energy_figure: carbontracker``). 25 % is far beyond what sampling once a second explains
+  (on a steady load its sample reads a few percent high when the machine is busy: it divides by the
+  nominal second and its second read comes late; 2.7 % was seen on 2 shared cores), and well inside
+  what a lost or wrapped sample does (one of a window's one or two samples: 50-100 %);
+- a window whose published energy would be zero or negative although a power source is present (RAPL,
+  NVML, the TDP table or simulated power) is run once more; when the second is no better the window
+  fails with :class:`MeasureError` and the reason (the task is answered ``mode: error``).
 
 Each window writes its logs in a private directory under the scratch directory, removed afterwards, and
 its console chatter (stdout and stderr) is captured and returned, not printed. carbontracker's loggers
@@ -25,6 +46,7 @@ This module imports carbontracker: only the worker process imports it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import io
@@ -42,10 +64,11 @@ from carbontracker.emissions.intensity import intensity as ct_intensity
 from carbontracker.emissions.intensity.location import Location
 from carbontracker.tracker import CarbonTracker
 
-from carbon_node.measure.power import PowerPlan
-from carbon_node.measure.protocol import MeasureError
+from carbon_node.measure.power import POWERCAP_ROOT, PowerPlan
+from carbon_node.measure.protocol import EnergyFigure, MeasureError
+from carbon_node.measure.rapl import RaplCounters, RaplError, RaplZone
 
-__all__ = ["CARBONTRACKER_VERSION", "PUE", "NoGeolocation", "WindowResult", "run_window"]
+__all__ = ["CARBONTRACKER_VERSION", "FAR_RELATIVE", "PUE", "NoGeolocation", "WindowResult", "choose_figure", "run_window"]
 
 log = structlog.get_logger(__name__)
 
@@ -58,6 +81,15 @@ DECIMALS = 15
 
 MAX_EXTRA_S = 3.0
 """Seconds a window may run past ``window_s`` waiting for carbontracker's first power sample."""
+
+FAR_RELATIVE = 0.25
+"""carbontracker's CPU share is replaced by the RAPL counters when it differs from them by more than this
+fraction of the counter figure (or is zero)."""
+
+COUNTER_READ_INTERVAL_S = 0.1
+"""Seconds between RAPL counter reads inside a window (between passes): one wrap per interval is corrected."""
+
+J_PER_KWH = 3.6e6
 
 
 @dataclass(frozen=True)
@@ -78,6 +110,13 @@ class WindowResult:
     """Seconds from tracker creation to parsed result (window plus carbontracker's overhead)."""
     console: str
     """carbontracker's captured console output."""
+    energy_figure: EnergyFigure = "carbontracker"
+    """Which figure ``energy_kwh`` is: carbontracker's, or the RAPL counters' for the CPU share."""
+    carbontracker_energy_kwh: float = 0.0
+    """carbontracker's own figure for the window (kWh, PUE included), whichever was published."""
+    counter_energy_kwh: float | None = None
+    """The RAPL package (+ DRAM) counters over the window (kWh, PUE included); None when not read."""
+    notes: tuple[str, ...] = ()
 
 
 class _UnknownLocationGeocoder:
@@ -132,8 +171,16 @@ def _forget_loggers(logger_id: str) -> None:
                     handler.close()
 
 
-def _parse(log_dir: Path) -> tuple[float | None, dict[str, list[str]]]:
-    """Energy (kWh) of the window and the devices per component, from carbontracker's logs.
+@dataclass(frozen=True)
+class _Parsed:
+    energy_kwh: float | None
+    devices: dict[str, list[str]]
+    cpu_power_w: float | None
+    """carbontracker's average CPU power over the window (W, summed over its CPU devices)."""
+
+
+def _parse(log_dir: Path) -> _Parsed:
+    """Energy (kWh) of the window, the devices per component and the CPU power, from carbontracker's logs.
 
     The log files are picked by exact name suffix here: ``parser.parse_all_logs`` matches its
     patterns against the whole path, so a scratch path containing e.g. ``carbontracker_log`` breaks it.
@@ -141,12 +188,95 @@ def _parse(log_dir: Path) -> tuple[float | None, dict[str, list[str]]]:
     outputs = sorted(p for p in log_dir.iterdir() if p.name.endswith("_carbontracker_output.log"))
     standards = sorted(p for p in log_dir.iterdir() if p.name.endswith("_carbontracker.log"))
     if not outputs or not standards:
-        return None, {}
+        return _Parsed(None, {}, None)
     actual, _ = parser.get_consumption(outputs[-1].read_text(encoding="utf-8", errors="replace"))
     components = parser.parse_logs(str(log_dir), str(standards[-1]), str(outputs[-1]))
     energy = (actual or {}).get("energy (kWh)")
     devices = {name: list(info.get("devices") or []) for name, info in components.items()}
-    return (float(energy) if energy is not None else None), devices
+    cpu_power_w: float | None = None
+    powers = components.get("cpu", {}).get("avg_power_usages (W)")
+    if powers is not None and len(powers):
+        cpu_power_w = float(sum(float(x) for x in powers[-1]))
+    return _Parsed(float(energy) if energy is not None else None, devices, cpu_power_w)
+
+
+@dataclass(frozen=True)
+class Figure:
+    """The energy a window publishes, which figure it is, and why (notes)."""
+
+    energy_kwh: float
+    energy_figure: EnergyFigure
+    notes: tuple[str, ...] = ()
+
+
+def choose_figure(
+    carbontracker_kwh: float, carbontracker_cpu_kwh: float | None, counter_kwh: float | None, counter_problem: str = ""
+) -> Figure | None:
+    """The figure to publish (see the module docstring), or None when no figure is trustworthy.
+
+    ``carbontracker_kwh`` is carbontracker's total, ``carbontracker_cpu_kwh`` its CPU share (None: unknown,
+    taken as the total), ``counter_kwh`` the RAPL counters' figure (None: not read, ``counter_problem`` says
+    why). All in kWh with PUE.
+    """
+    ct_cpu = carbontracker_kwh if carbontracker_cpu_kwh is None else carbontracker_cpu_kwh
+    if counter_kwh is None:
+        if carbontracker_kwh <= 0:
+            return None
+        notes = (f"RAPL counters not read at the window edges ({counter_problem}): carbontracker's figure is unchecked",)
+        return Figure(carbontracker_kwh, "carbontracker", notes if counter_problem else ())
+    if counter_kwh <= 0:
+        if carbontracker_kwh <= 0:
+            return None
+        note = "the RAPL counters did not advance in the window: carbontracker's figure is unchecked"
+        return Figure(carbontracker_kwh, "carbontracker", (note,))
+    if ct_cpu > 0 and abs(ct_cpu - counter_kwh) <= FAR_RELATIVE * counter_kwh:
+        return Figure(carbontracker_kwh, "carbontracker")
+    replaced = carbontracker_kwh - ct_cpu + counter_kwh
+    why = "zero" if ct_cpu <= 0 else f"{ct_cpu / counter_kwh - 1:+.0%} off"
+    return Figure(
+        replaced,
+        "rapl_counter",
+        (
+            f"carbontracker's CPU energy ({ct_cpu:.3g} kWh) is {why} the RAPL counters ({counter_kwh:.3g} kWh, wrap-corrected): "
+            "the counter figure is published",
+        ),
+    )
+
+
+class _CounterWindow:
+    """RAPL counter reads over one window: a snapshot at the start, then :meth:`advance` between passes."""
+
+    def __init__(self, root: Path) -> None:
+        self.problem = ""
+        self.joules = 0.0
+        self._zones: tuple[RaplZone, ...] = ()
+        self._last: tuple[int, ...] | None = None
+        self._last_read = 0.0
+        try:
+            self._zones = RaplCounters(root).discover()
+        except RaplError as exc:
+            self.problem = str(exc)
+
+    def read(self, now: float) -> None:
+        """Take a snapshot and add the (wrap-corrected) energy since the previous one."""
+        if self.problem or not self._zones:
+            return
+        try:
+            snapshot = RaplCounters.read(self._zones)
+        except RaplError as exc:
+            self.problem = str(exc)
+            return
+        if self._last is not None:
+            self.joules += RaplCounters.energy_j(self._zones, self._last, snapshot)
+        self._last = snapshot
+        self._last_read = now
+
+    def advance(self, now: float) -> None:
+        if now - self._last_read >= COUNTER_READ_INTERVAL_S:
+            self.read(now)
+
+    def energy_kwh(self, pue: float) -> float | None:
+        return None if self.problem or not self._zones else self.joules / J_PER_KWH * pue
 
 
 def _error_text(log_dir: Path) -> str:
@@ -174,20 +304,46 @@ def run_window(
     synchronize: Callable[[], None] | None = None,
     max_extra_s: float = MAX_EXTRA_S,
     warmup_passes: int = 1,
+    powercap_root: Path = POWERCAP_ROOT,
 ) -> WindowResult:
     """Run ``forward`` repeatedly for ``window_s`` seconds inside one carbontracker epoch.
 
     ``warmup_passes`` run before the epoch starts and are not counted. ``synchronize`` (e.g.
     ``torch.cuda.synchronize``) is called at both window edges so queued GPU work is inside the window.
-    Raises :class:`MeasureError` when carbontracker reports no energy.
+    When the CPU is measured by RAPL the counters under ``powercap_root`` cross-check carbontracker.
+    A window without a trustworthy non-zero figure is run once more; raises :class:`MeasureError`
+    when carbontracker reports no energy or the second window has no trustworthy figure either.
     """
     if window_s <= 0:
         raise MeasureError(f"window_s must be positive, got {window_s}")
+    first = _one_window(forward, window_s, scratch_dir, plan, synchronize, max_extra_s, warmup_passes, powercap_root)
+    if isinstance(first, WindowResult):
+        return first
+    log.warning("tracker.window_repeated", reason=first)
+    second = _one_window(forward, window_s, scratch_dir, plan, synchronize, max_extra_s, warmup_passes, powercap_root)
+    if isinstance(second, WindowResult):
+        note = f"measured twice: the first window had no usable figure ({first})"
+        return dataclasses.replace(second, notes=(*second.notes, note))
+    raise MeasureError(f"no trustworthy energy figure in two windows with power source {plan.source}: {second}")
+
+
+def _one_window(
+    forward: Callable[[], None],
+    window_s: float,
+    scratch_dir: Path,
+    plan: PowerPlan,
+    synchronize: Callable[[], None] | None,
+    max_extra_s: float,
+    warmup_passes: int,
+    powercap_root: Path,
+) -> WindowResult | str:
+    """One window: its result, or why its figure is not usable (zero energy with a power source present)."""
     sync = synchronize or (lambda: None)
     scratch_dir.mkdir(parents=True, exist_ok=True)
     log_dir = Path(tempfile.mkdtemp(prefix="ct-", dir=scratch_dir))
     started = time.perf_counter()
     logger_id = ""
+    counters = _CounterWindow(powercap_root) if plan.cpu_source == "rapl" else None
     try:
         with _captured_console() as console, NoGeolocation():
             tracker = CarbonTracker(
@@ -209,33 +365,51 @@ def run_window(
             sync()
             tracker.epoch_start()
             window_start = time.perf_counter()
+            if counters is not None:
+                counters.read(window_start)
             deadline = window_start + window_s
             passes = 0
             while True:
                 forward()
                 passes += 1
                 now = time.perf_counter()
+                if counters is not None:
+                    counters.advance(now)
                 if now >= deadline and (now >= deadline + max_extra_s or _samples_ready(tracker)):
                     break
             sync()
+            if counters is not None:
+                counters.read(time.perf_counter())
             window_end = time.perf_counter()
             tracker.epoch_end()
             tracker.stop()
-        energy_kwh, devices = _parse(log_dir)
-        if energy_kwh is None:
+        parsed = _parse(log_dir)
+        if parsed.energy_kwh is None:
             reason = _error_text(log_dir) or console.getvalue().strip()[-300:] or "no log entry"
             raise MeasureError(f"carbontracker reported no energy for the window ({reason})")
+        duration_s = window_end - window_start
+        ct_cpu_kwh = None if parsed.cpu_power_w is None else parsed.cpu_power_w * duration_s * PUE / J_PER_KWH
+        counter_kwh = counters.energy_kwh(PUE) if counters is not None else None
+        problem = counters.problem if counters is not None else ""
+        figure = choose_figure(parsed.energy_kwh, ct_cpu_kwh, counter_kwh, problem)
+        if figure is None:
+            detail = f"; RAPL counters: {problem}" if problem else ""
+            return f"carbontracker reported {parsed.energy_kwh:g} kWh for {duration_s:.2f} s{detail}"
         return WindowResult(
-            energy_kwh=energy_kwh,
-            window_s=window_end - window_start,
+            energy_kwh=figure.energy_kwh,
+            window_s=duration_s,
             forward_passes=passes,
-            components=tuple(sorted(devices)),
-            devices=devices,
+            components=tuple(sorted(parsed.devices)),
+            devices=parsed.devices,
             pue=PUE,
             carbontracker_version=CARBONTRACKER_VERSION,
             measured_at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
             measure_s=time.perf_counter() - started,
             console=console.getvalue(),
+            energy_figure=figure.energy_figure,
+            carbontracker_energy_kwh=parsed.energy_kwh,
+            counter_energy_kwh=counter_kwh,
+            notes=figure.notes,
         )
     finally:
         if logger_id:

@@ -68,6 +68,10 @@ class WorkerConfig:
     """Seconds to decide whether the hub is reachable when ``HF_HUB_OFFLINE`` is unset."""
     hub_cache_dir: Path | None = None
     """Where Hugging Face models are cached (``HF_HOME``), unless the environment already sets ``HF_HOME``."""
+    torch_threads: int | None = None
+    """torch's intra-op thread count in the worker (``torch.set_num_threads``); None keeps torch's default."""
+    prime_tdp_table: bool = True
+    """Look up carbontracker's TDP-table figure during the warm-up when the RAPL counters are not readable."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,8 @@ class Ready:
     versions: dict[str, str] = field(default_factory=dict)
     hub_cache: str = ""
     """The directory the worker's Hugging Face hub cache is in."""
+    torch_threads: int = 0
+    """torch's intra-op thread count in the worker."""
 
 
 @dataclass(frozen=True)
@@ -220,11 +226,17 @@ class MeasureService:
         else:
             try:
                 loaded = models.load_model(spec, source, make_room=self.models.make_room)
-            finally:
-                gc.collect()  # a refused or failed load leaves a large half-built model behind
+            except BaseException:
+                # A refused or failed load leaves a large half-built model behind. Only then: a full
+                # collection in a process holding torch and transformers takes 0.2-0.8 s, which a
+                # successful load (nothing left behind) must not pay on every first-seen model.
+                gc.collect()
+                raise
             load_s = time.perf_counter() - load_started
             if not self.models.put(key, loaded, loaded.param_bytes):
                 notes.append("model too large for the worker's model cache: it is not kept")
+        if self.config.torch_threads is not None and torch.get_num_threads() != self.config.torch_threads:
+            torch.set_num_threads(self.config.torch_threads)
         uses_cuda = loaded.device.startswith("cuda")
         plan = plan_power(sim_cpu_tdp_w=spec.sim_cpu_tdp_w, sim_cpu_util=spec.sim_cpu_util, uses_cuda=uses_cuda)
         with torch.inference_mode():
@@ -252,8 +264,12 @@ class MeasureService:
             measured_at=result.measured_at,
             load_s=load_s,
             measure_s=result.measure_s,
-            notes=(*loaded.notes, *plan.notes, *notes),
+            notes=(*loaded.notes, *plan.notes, *notes, *result.notes),
             model_identity=identity,
+            energy_figure=result.energy_figure,
+            carbontracker_energy_kwh=result.carbontracker_energy_kwh,
+            counter_energy_kwh=result.counter_energy_kwh,
+            torch_threads=torch.get_num_threads(),
         )
 
     def _drop_other_versions(self, key: tuple[str, str | None, str, bool]) -> None:
@@ -332,16 +348,35 @@ def _prime_model_building() -> None:
         log.warning("worker.prime_failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def _prime_tdp_table() -> None:
+    """carbontracker's TDP-table figure for this CPU, computed once (its ``cpuinfo`` lookup runs a fresh
+    interpreter, about 1.3 s): started in a thread at the warm-up, it overlaps the imports instead of
+    delaying the first window on the ``tdp_table`` path."""
+    from carbon_node.measure.power import tdp_table_watts
+
+    try:
+        tdp_table_watts()
+    except Exception as exc:  # only an optimisation: the window computes it again and reports a failure
+        log.warning("worker.tdp_table_prime_failed", error=f"{type(exc).__name__}: {exc}")
+
+
 def _warm_up(config: WorkerConfig) -> Ready:
     """Import the heavy libraries (the first task must not pay for it) and describe the worker."""
     import importlib.metadata
+    import threading
 
     from carbon_node.measure.netcheck import ensure_offline_flag
+    from carbon_node.measure.power import rapl_readable
 
     started = time.perf_counter()
+    if config.prime_tdp_table and not rapl_readable():
+        threading.Thread(target=_prime_tdp_table, name="prime-tdp-table", daemon=True).start()
     offline = ensure_offline_flag(config.hub_probe_timeout_s)
     import torch
     from huggingface_hub import constants as hub_constants
+
+    if config.torch_threads is not None:
+        torch.set_num_threads(config.torch_threads)
 
     _prime_model_building()
 
@@ -357,6 +392,7 @@ def _warm_up(config: WorkerConfig) -> Ready:
         torch.cuda.is_available(),
         versions,
         hub_cache=str(hub_constants.HF_HUB_CACHE),
+        torch_threads=torch.get_num_threads(),
     )
 
 

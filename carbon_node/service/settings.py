@@ -141,6 +141,14 @@ class Settings(BaseSettings):
         "CARBON_NODE_MODEL_DIRS",
         "colon-separated directories that local model paths must be inside; empty allows any absolute directory",
     )
+    torch_threads: int | None = _field(
+        None,
+        "CARBON_NODE_TORCH_THREADS",
+        "torch intra-op threads in the measurement worker; unset keeps torch's default (one per physical core). "
+        "The measured per-pass energy follows it",
+        ge=1,
+        le=1024,
+    )
     sim_cpu_tdp_w: float | None = _field(
         None, "CARBON_NODE_SIM_CPU_TDP_W", "simulated CPU power in W for carbontracker (tests, demos); unset measures", gt=0
     )
@@ -182,7 +190,7 @@ class Settings(BaseSettings):
     def _default_cache_dir(cls, value: Any) -> Any:
         return default_cache_dir() if value in (None, "") else value
 
-    @field_validator("sim_cpu_tdp_w", "sim_cpu_util", "metrics_port", mode="before")
+    @field_validator("sim_cpu_tdp_w", "sim_cpu_util", "metrics_port", "torch_threads", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value

@@ -36,6 +36,10 @@ PROVENANCE_KEYS = {
     "cached",
     "measured_at",
     "carbontracker_version",
+    "energy_figure",
+    "carbontracker_energy_kwh",
+    "counter_energy_kwh",
+    "torch_threads",
     "model_class",
     "device",
     "dtype",
@@ -213,6 +217,24 @@ def test_a_tracker_output_carries_every_provenance_key_and_the_upstream_keys() -
     assert data["units"] == {"carbon_footprint": "gCO2e", "energy_consumption": "kWh", "carbon_intensity": "gCO2e/kWh"}
     assert data["power_source"] == "simulated" and data["components"] == ["cpu"]
     assert data["model_class"] == "BertModel" and data["carbontracker_version"] == "2.4.7"
+    assert (data["energy_figure"], data["counter_energy_kwh"]) == ("carbontracker", None)
+
+
+def test_the_counter_cross_check_and_torch_threads_reach_extra_data() -> None:
+    measurement = make_measurement(
+        energy_kwh=2e-6,
+        energy_figure="rapl_counter",
+        carbontracker_energy_kwh=0.0,
+        counter_energy_kwh=2e-6,
+        torch_threads=3,
+        power_source="rapl",
+        cpu_power_source="rapl",
+    )
+    data = published(
+        engine(grid_ci_g_per_kwh=300.0, measurer=FakeMeasurer(measurement)).handle(make_inputs(latency=0.001, power=20.0))
+    )
+    assert data["energy_figure"] == "rapl_counter"
+    assert (data["carbontracker_energy_kwh"], data["counter_energy_kwh"], data["torch_threads"]) == (0.0, 2e-6, 3)
     assert list(data)[:3] == ["num_outputs", "model_restrains", "mode"]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from carbon_node.measure.power import plan_power, rapl_present, rapl_readable
+from carbon_node.measure.power import plan_power, rapl_present, rapl_readable, tdp_table_watts
 
 
 def make_zone(root: Path, zone: str, *, name: str = "package-0", energy_uj: str | None = "123456789") -> None:
@@ -31,16 +31,40 @@ def test_a_readable_rapl_counter_makes_rapl_the_source(tmp_path: Path) -> None:
     assert (plan.source, plan.cpu_source, plan.tracker_kwargs) == ("rapl", "rapl", {})
 
 
-def test_no_powercap_directory_means_the_tdp_table_estimate(tmp_path: Path) -> None:
+def test_no_powercap_directory_means_the_tdp_table_estimate_handed_to_carbontracker(tmp_path: Path) -> None:
     plan = plan_power(
-        sim_cpu_tdp_w=None, sim_cpu_util=None, uses_cuda=False, powercap_root=tmp_path / "absent", nvml_probe=no_nvml
+        sim_cpu_tdp_w=None,
+        sim_cpu_util=None,
+        uses_cuda=False,
+        powercap_root=tmp_path / "absent",
+        nvml_probe=no_nvml,
+        tdp_table=fake_tdp_table,
     )
-    assert (plan.source, plan.tracker_kwargs) == ("tdp_table", {})
+    assert plan.source == "tdp_table"
+    # Not carbontracker's GenericCPU (a cpuinfo subprocess per window): its figure, through sim_cpu.
+    assert plan.tracker_kwargs == {"sim_cpu": "Fake CPU 9000", "sim_cpu_tdp": 80.0, "sim_cpu_util": 0.5}
     assert any("estimate" in note and "not a measurement" in note for note in plan.notes)
+
+
+def test_the_tdp_table_figure_is_carbontrackers_generic_cpu_figure() -> None:
+    """Pins the carbontracker behaviour power.py relies on: SimulatedCPUHandler(name, table TDP, 0.5) draws
+    what GenericCPU draws, under the same device name."""
+    from carbontracker.components.cpu.generic import GenericCPU
+    from carbontracker.components.cpu.sim_cpu import SimulatedCPUHandler
+
+    name, tdp_w = tdp_table_watts()
+    generic = GenericCPU(pids=[], devices_by_pid=False)
+    generic.init()
+    simulated = SimulatedCPUHandler(name, tdp_w, 0.5)
+    assert tdp_w > 0
+    assert simulated.power_usage() == pytest.approx(generic.power_usage())
+    assert simulated.devices() == generic.devices()
+    assert tdp_table_watts() is tdp_table_watts()  # computed once per process
 
 
 def test_unreadable_rapl_counters_hand_the_tdp_table_estimate_to_carbontracker(tmp_path: Path) -> None:
     make_zone(tmp_path, "intel-rapl:0", energy_uj=None)  # present (carbontracker would pick RAPL) but unreadable
+    (tmp_path / "intel-rapl:0" / "max_energy_range_uj").write_text("1000\n", encoding="ascii")
     assert rapl_present(tmp_path) and not rapl_readable(tmp_path)
     plan = plan_power(
         sim_cpu_tdp_w=None,
@@ -52,6 +76,7 @@ def test_unreadable_rapl_counters_hand_the_tdp_table_estimate_to_carbontracker(t
     )
     assert plan.source == "tdp_table"
     assert plan.tracker_kwargs == {"sim_cpu": "Fake CPU 9000", "sim_cpu_tdp": 80.0, "sim_cpu_util": 0.5}
+    assert any("not readable" in note and "energy_uj does not exist" in note for note in plan.notes)
 
 
 def test_a_counter_that_is_not_an_integer_is_not_readable(tmp_path: Path) -> None:

@@ -126,3 +126,17 @@ def test_a_bare_model_is_measured_on_a_synthetic_input_named_in_the_notes(servic
     measurement = service.measure(spec(str(directory)))
     assert measurement.forward_passes > 0 and measurement.energy_kwh > 0
     assert any(note.startswith("synthetic input built from the config (7 token ids") for note in measurement.notes)
+
+
+def test_the_torch_thread_setting_is_applied_and_reported(tmp_path: Path, tiny_models: dict[str, str]) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        configured = MeasureService(WorkerConfig(scratch_dir=tmp_path / "scratch", torch_threads=1))
+        assert configured.measure(spec(tiny_models["text"])).torch_threads == torch.get_num_threads() == 1
+        default = MeasureService(WorkerConfig(scratch_dir=tmp_path / "scratch"))
+        torch.set_num_threads(2)
+        assert default.measure(spec(tiny_models["text"])).torch_threads == 2  # unset: left as it is
+    finally:
+        torch.set_num_threads(before)
