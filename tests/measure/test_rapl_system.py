@@ -71,10 +71,6 @@ def estimate(scenario: str, model: str, tmp_path: Path) -> dict[str, Any]:
         "measured",
         "--grid-ci-g-per-kwh",
         "100",
-        "--measure-cache-ttl-s",
-        "0",
-        "--state-dir",
-        str(tmp_path / "state"),
         "--cache-dir",
         str(tmp_path / "cache"),
     ]
