@@ -136,6 +136,25 @@ def test_status_goes_initializing_idle_running_idle_error_terminating(
     ]
 
 
+def test_a_burst_publishes_running_once_and_idle_once_after_its_last_task(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], handler: ScriptedHandler
+) -> None:
+    """The status is one instance: a value equal to the last one published is not written again, and
+    the node is IDLE again once it holds no task, with every task answered exactly once."""
+    start_node()
+    slow = task(orchestrator, 90, "slow")
+    assert handler.slow_started.wait(WAIT_S)
+    quick = [task(orchestrator, 91 + i) for i in range(10)]
+    for task_id in quick:
+        orchestrator.wait_output(task_id, WAIT_S)
+    handler.slow_release.set()
+    orchestrator.wait_output(slow, WAIT_S)
+    orchestrator.wait_status(Status.NODE_IDLE, WAIT_S, after=3)
+    assert orchestrator.status_names() == ["NODE_INITIALIZING", "NODE_IDLE", "NODE_RUNNING", "NODE_IDLE"]
+    assert sorted(orchestrator.outputs()) == sorted([slow, *quick])
+    assert orchestrator.output_count() == 11
+
+
 def test_the_status_sample_has_upstream_fields(orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime]) -> None:
     start_node()
     orchestrator.wait_status(Status.NODE_IDLE, WAIT_S)
