@@ -5,8 +5,16 @@ and talks to it over a pipe:
 
 - worker -> client, once: ``("ready", Ready)`` after the heavy imports (torch, transformers,
   carbontracker) are done;
-- client -> worker: ``("measure", request_id, MeasureSpec)``; worker -> client: ``("reply", Reply)``;
+- client -> worker: ``("measure", request_id, MeasureSpec, deadline)``; worker -> client: ``("reply",
+  Reply)``. ``deadline`` is the client's ``time.monotonic()`` (one clock for all processes of the host)
+  after which nobody waits for the answer: a request still queued then is dropped unanswered. The client
+  sends a request at once, also while the worker is still importing;
 - client -> worker: ``("stop",)``: the worker exits.
+
+Start-up order: the imports every measurement needs come first; then a task already waiting is
+served at once, its own model load and window being the rest of the warm-up; only when nothing waits
+does the worker build and run a tiny model (:func:`_prime_model_building`) so that a later first
+task loads as fast as the ones after it. The hub reachability probe runs while torch is imported.
 
 :class:`MeasureService` does the work for one spec (resolve, load or reuse, window) and can also run in
 the calling process. Loaded models stay in a :class:`ModelCache`, bounded by count and parameter bytes.
@@ -305,28 +313,39 @@ def _prime_model_building() -> None:
     import torch
     import transformers
 
+    started = time.perf_counter()
     try:
         config = transformers.BertConfig(
             vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
         )
         with torch.inference_mode():
             transformers.BertModel(config).eval()(input_ids=torch.ones(1, 4, dtype=torch.long))
+        log.info("worker.primed", seconds=round(time.perf_counter() - started, 3))
     except Exception as exc:  # only an optimisation: a failure here must not stop the worker
         log.warning("worker.prime_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def _warm_up(config: WorkerConfig) -> Ready:
-    """Import the heavy libraries (the first task must not pay for it) and describe the worker."""
+    """Import the heavy libraries every measurement needs and describe the worker.
+
+    The hub probe (up to ``hub_probe_timeout_s`` when ``HF_HUB_OFFLINE`` is unset) runs in a thread
+    while torch is imported: it must only be done before huggingface_hub is imported.
+    """
     import importlib.metadata
+    import threading
 
     from carbon_node.measure.netcheck import ensure_offline_flag
 
     started = time.perf_counter()
-    offline = ensure_offline_flag(config.hub_probe_timeout_s)
+    offline: list[bool] = []
+    probe = threading.Thread(
+        target=lambda: offline.append(ensure_offline_flag(config.hub_probe_timeout_s)), name="hub-probe", daemon=True
+    )
+    probe.start()
     import torch
-    from huggingface_hub import constants as hub_constants
 
-    _prime_model_building()
+    probe.join()
+    from huggingface_hub import constants as hub_constants
 
     import carbon_node.measure.models
     import carbon_node.measure.power
@@ -336,7 +355,7 @@ def _warm_up(config: WorkerConfig) -> Ready:
     return Ready(
         os.getpid(),
         time.perf_counter() - started,
-        offline,
+        bool(offline and offline[0]),
         torch.cuda.is_available(),
         versions,
         hub_cache=str(hub_constants.HF_HUB_CACHE),
@@ -359,8 +378,13 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
     _remove_stale_windows(config.scratch_dir)
     service = MeasureService(config)
     conn.send(("ready", _warm_up(config)))
+    primed = False  # a model has been built in this process (by the warm-up or a task)
     while True:
         try:
+            if not primed and not conn.poll():  # nothing waits: prepare for the first task now
+                _prime_model_building()
+                primed = True
+                continue
             message = conn.recv()
         except (EOFError, OSError):
             return  # the client is gone
@@ -369,5 +393,9 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         if message[0] == "stop":
             return
         if message[0] == "measure":
-            _, request_id, spec = message
+            _, request_id, spec, *rest = message
+            if rest and time.monotonic() > rest[0]:
+                log.info("worker.request_expired", model=spec.model, request_id=request_id)
+                continue  # its task was answered with a timeout meanwhile
+            primed = True
             conn.send(("reply", service.reply(request_id, spec)))
