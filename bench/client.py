@@ -133,6 +133,22 @@ class BenchClient:
                 self._cond.wait(min(left, 0.2))
         return True
 
+    def output_count(self) -> int:
+        """Tasks with at least one output so far."""
+        with self._cond:
+            return len(self.observed.outputs)
+
+    def wait_more_outputs(self, seen: int, timeout_s: float) -> bool:
+        """Wait until more than ``seen`` tasks have an output; False when ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while len(self.observed.outputs) <= seen:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.2))
+        return True
+
     def wait_status(self, status: Status, after_s: float, timeout_s: float) -> float | None:
         """The receive time of the first ``status`` sample received after ``after_s``, or None on timeout."""
         deadline = time.monotonic() + timeout_s

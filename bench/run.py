@@ -233,8 +233,9 @@ class Bench:
         instances, upstream QoS), releasing each answered task.
 
         Returns (answered tasks per second, from the first publication to the last answer; tasks lost).
-        Publishing stops when the oldest unanswered task gets no answer in 10 s: the tasks unanswered
-        then, and those not yet published, are lost.
+        Publishing stops when no task gets an answer in 10 s: the tasks unanswered then, and those not
+        yet published, are lost. The loop goes on at every new answer (not only at the oldest pending
+        task's), so that one task answered late does not hold back the others' replacements.
         """
         problems = [self.problem() for _ in range(count)]
         pending: list[int] = []
@@ -249,13 +250,14 @@ class Bench:
                 self.client.publish(problem, **kw)
                 pending.append(problem)
                 published.append(problem)
+            seen = self.client.output_count()  # before looking: an answer arriving meanwhile ends the wait below
             done = self.client.answered(pending)
             for problem in done:
                 self.client.forget(problem)
                 released.add(problem)
             pending = [p for p in pending if p not in released]
-            if not done and pending and not self.client.wait_outputs([(pending[0], 1)], timeout_s=10.0):
-                break  # the oldest task gets no answer in 10 s: the unanswered ones count as lost
+            if not done and pending and not self.client.wait_more_outputs(seen, timeout_s=10.0):
+                break  # no task gets an answer in 10 s: the unanswered ones count as lost
         answered = [self.client.answers(p) for p in problems]
         last = max((a[0].received_s for a in answered if a), default=started)
         lost = sum(1 for a in answered if not a)
