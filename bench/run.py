@@ -129,6 +129,33 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by ``pid`` and its children; 0 for a process gone."""
+    total = 0.0
+    for proc in (pid, *children(pid)):
+        try:
+            fields = Path(f"/proc/{proc}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def wait_quiet(pid: int, timeout_s: float = 90.0, interval_s: float = 0.5, busy_share: float = 0.1) -> float:
+    """Wait until ``pid`` and its children use under ``busy_share`` of one CPU over ``interval_s``
+    (a node done with its start-up work: carbon-node's worker imports torch after NODE_IDLE, the
+    baseline before); returns the seconds waited (``timeout_s`` at most)."""
+    started = time.monotonic()
+    before = tree_cpu_s(pid)
+    while time.monotonic() - started < timeout_s:
+        time.sleep(interval_s)
+        now = tree_cpu_s(pid)
+        if now - before < busy_share * interval_s:
+            break
+        before = now
+    return time.monotonic() - started
+
+
 @dataclass
 class Node:
     name: str
@@ -329,6 +356,7 @@ class Bench:
         with self.node(kind) as node:
             self.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
             self.client.wait_matched(10)
+            wait_quiet(node.process.pid)  # steady state: start-up work (imports) done, for both nodes
             rate, lost = self.throughput(THROUGHPUT_TASKS, model="NO_MODEL")
             self.record("no_model_tasks_per_s", kind, rate)
             self.record("no_model_lost", kind, lost)
@@ -339,6 +367,7 @@ class Bench:
         with self.node(kind) as node:
             self.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
             self.client.wait_matched(10)
+            wait_quiet(node.process.pid)  # steady state: start-up work (imports) done, for both nodes
             rate, lost = self.throughput(THROUGHPUT_TASKS, model="tiny-onnx", model_path=onnx, latency=1e-6, power_w=5.0)
             self.record("onnx_tasks_per_s", kind, rate)
             self.record("onnx_lost", kind, lost)
