@@ -17,6 +17,7 @@ from typing import Any
 
 from cyclonedds.core import InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
 from cyclonedds.domain import DomainParticipant
+from cyclonedds.internal import InvalidSample
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
@@ -84,7 +85,9 @@ class BenchClient:
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._waitset = WaitSet(dp)
-        mask = SampleState.Any | ViewState.Any | InstanceState.Alive
+        # Any instance state: the node unregisters an output instance once 256 newer outputs exist, and
+        # a sample of it not taken by then (a client lagging on a loaded machine) must still count.
+        mask = SampleState.Any | ViewState.Any | InstanceState.Any
         self._out_cond = ReadCondition(self._out, mask)
         self._status_cond = ReadCondition(self._status, mask)
         self._waitset.attach(self._out_cond)
@@ -104,6 +107,8 @@ class BenchClient:
                 continue
             with self._cond:
                 for sample in outputs:
+                    if isinstance(sample, InvalidSample):
+                        continue  # an unregister notice
                     try:
                         extra = json.loads(bytes(sample.extra_data).decode("utf-8"))
                     except ValueError:
@@ -112,7 +117,7 @@ class BenchClient:
                     answer = Answer(sample.carbon_footprint, sample.energy_consumption, sample.carbon_intensity, extra, now)
                     self.observed.outputs.setdefault(key, []).append(answer)
                 for status in statuses:
-                    if status.node_name == NODE_NAME:
+                    if not isinstance(status, InvalidSample) and status.node_name == NODE_NAME:
                         self.observed.statuses.append((now, status.node_status))
                 self._cond.notify_all()
 
@@ -122,6 +127,22 @@ class BenchClient:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while not wanted.issubset(self.observed.outputs):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.2))
+        return True
+
+    def output_count(self) -> int:
+        """Tasks with at least one output so far."""
+        with self._cond:
+            return len(self.observed.outputs)
+
+    def wait_more_outputs(self, seen: int, timeout_s: float) -> bool:
+        """Wait until more than ``seen`` tasks have an output; False when ``timeout_s`` passed first."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while len(self.observed.outputs) <= seen:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False

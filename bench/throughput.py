@@ -4,7 +4,8 @@ A focused companion of ``bench/run.py`` (same client, loopback domain and node s
 journal setting it starts ``python -m carbon_node run``, runs ``--runs`` throughput runs of ``--tasks``
 NO_MODEL tasks (400 in flight) on that node and prints answered tasks per second of each run and their
 median. ``--profile FILE`` samples the node with ``py-spy`` (``pip install py-spy``; not a project
-dependency) during the runs and writes collapsed stacks to ``FILE.<journal>``, for finding where the time goes.
+dependency) during the runs and writes collapsed stacks to ``FILE.<journal>``, for finding where the time goes
+(``py-spy record --gil`` on the node's pid shows only the threads holding the GIL: where its CPU goes).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
-from run import Bench  # noqa: E402
+from run import Bench, wait_quiet  # noqa: E402
 
 from carbon_node.bus.types import Status  # noqa: E402
 
@@ -49,6 +50,7 @@ def main() -> int:
                 with bench.node("carbon-node", CARBON_NODE_JOURNAL="true" if journal == "on" else "false") as node:
                     bench.client.wait_status(Status.NODE_IDLE, node.spawned_s, 60)
                     bench.client.wait_matched(10)
+                    wait_quiet(node.process.pid)  # the measurement worker's imports done
                     bench.throughput(100, model="NO_MODEL")  # warm-up: imports, first status, first commit
                     spy = sample(node.process.pid, Path(f"{args.profile}.{journal}")) if args.profile else None
                     rates = []

@@ -11,15 +11,18 @@ whatever the user configured instead of replacing it.
 from __future__ import annotations
 
 import os
+import struct
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 import structlog
-from cyclonedds._clayer import ddspy_take
+from cyclonedds._clayer import ddspy_take, ddspy_unregister_instance, ddspy_write
 from cyclonedds.core import DDSException, Entity, InstanceState, Policy, Qos, SampleState, ViewState
 from cyclonedds.domain import DomainParticipant
+from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 
+from carbon_node.bus.codec import decoder_for
 from carbon_node.core import CarbonNodeError
 
 __all__ = [
@@ -32,8 +35,13 @@ __all__ = [
     "create_participant",
     "delete_entity",
     "domain_id_from_env",
+    "encode_output",
+    "encode_output_key",
     "merge_cyclone_uri",
+    "serialize_for",
     "take_samples",
+    "unregister_serialized",
+    "write_serialized",
 ]
 
 log = structlog.get_logger(__name__)
@@ -124,18 +132,20 @@ def take_samples(reader: DataReader, n: int) -> list[Any]:
     ``DataReader.take`` decodes a whole batch and raises on the first sample that does not decode (a
     string field that is not UTF-8, for one): the samples it had already taken off the reader are then
     lost. Here an undecodable sample is logged and dropped, and the rest of the batch is kept. Dispose
-    and unregister notices (no valid data) are skipped.
+    and unregister notices (no valid data) are skipped. The task inputs are decoded by
+    :func:`carbon_node.bus.codec.decoder_for` (fast, the binding's decoder as fallback).
     """
     result = ddspy_take(reader._ref, SampleState.Any | ViewState.Any | InstanceState.Any, n)
     if isinstance(result, int):
         raise DDSException(result, f"Occurred while taking data in {reader!r}")
     data_type = reader.topic.data_type
+    decode = decoder_for(data_type)
     samples: list[Any] = []
     for data, info in result:
         if not info.valid_data:
             continue
         try:
-            sample = data_type.deserialize(data)
+            sample = decode(data)
         except Exception as exc:  # a peer's bytes: never let them stop the reader
             log.warning(
                 "undecodable_sample_dropped",
@@ -147,3 +157,67 @@ def take_samples(reader: DataReader, n: int) -> list[Any]:
         sample.sample_info = info
         samples.append(sample)
     return samples
+
+
+# -- pre-serialized writes --------------------------------------------------------------------------
+#
+# ``DataWriter.write`` serializes each sample with the binding's generic IDL machinery (tens of
+# microseconds in Python). The node writes the same few status samples over and over and one output
+# of a fixed, FINAL layout per task, so it serializes statuses once and encodes outputs directly; the
+# bytes are handed to the same C call ``DataWriter.write`` ends in. tests/bus checks these encoders
+# against the binding's serializer.
+
+_XCDR1_LE_HEADER = b"\x00\x01\x00\x00"
+"""Encapsulation header: plain CDR (XCDR1), little endian, no options."""
+
+_OUTPUT_HEAD = struct.Struct("<dddI")
+_TASK_ID = struct.Struct("<II")
+
+
+def _pad4(data: bytes) -> bytes:
+    """``data`` zero-padded to a multiple of 4 bytes, as ``DataWriter.write`` does before writing."""
+    extra = -len(data) % 4
+    return data + b"\0" * extra if extra else data
+
+
+def serialize_for(writer: DataWriter, sample: Any) -> bytes:
+    """``sample`` serialized exactly as ``writer.write(sample)`` would, for :func:`write_serialized`."""
+    return _pad4(sample.serialize(use_version_2=writer._use_version_2))
+
+
+def write_serialized(writer: DataWriter, data: bytes) -> None:
+    """Write a sample already serialized for ``writer`` (:func:`serialize_for`, :func:`encode_output`)."""
+    ret = ddspy_write(writer._ref, data)
+    if ret < 0:
+        raise DDSException(ret, f"Occurred while writing sample in {writer!r}")
+
+
+def unregister_serialized(writer: DataWriter, key: bytes) -> None:
+    """Unregister the instance whose serialized key is ``key`` (:func:`encode_output_key`)."""
+    ret = ddspy_unregister_instance(writer._ref, key)
+    if ret < 0:
+        raise DDSException(ret, f"Occurred while unregistering instance in {writer!r}")
+
+
+def encode_output(
+    carbon_footprint: float,
+    energy_consumption: float,
+    carbon_intensity: float,
+    extra_data: bytes,
+    problem_id: int,
+    iteration_id: int,
+) -> bytes:
+    """A ``CO2FootprintImpl`` sample in XCDR1 (the output writer's representation), padded for writing.
+
+    The struct is FINAL: three doubles at offsets 0, 8 and 16 of the body, the ``extra_data`` octet
+    sequence (uint32 length, then the bytes), the ``task_id`` (two uint32) aligned to 4. Raises
+    ``struct.error`` for a task id outside uint32, as the binding's serializer would raise.
+    """
+    body = _OUTPUT_HEAD.pack(carbon_footprint, energy_consumption, carbon_intensity, len(extra_data)) + extra_data
+    body += b"\0" * (-len(body) % 4)
+    return _XCDR1_LE_HEADER + body + _TASK_ID.pack(problem_id, iteration_id)
+
+
+def encode_output_key(problem_id: int, iteration_id: int) -> bytes:
+    """The serialized key of the ``CO2FootprintImpl`` instance of a task (its ``task_id``), in XCDR1."""
+    return _XCDR1_LE_HEADER + _TASK_ID.pack(problem_id, iteration_id)

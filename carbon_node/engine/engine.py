@@ -32,6 +32,9 @@ __all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
 
+_ROUTED_MAX = 4096
+"""Most tasks kept routed by :meth:`Engine.lane` and not yet handled; beyond, :meth:`Engine.handle` decodes again."""
+
 
 class Engine:
     """Implements :class:`carbon_node.core.TaskHandler` for the Carbon Footprint node.
@@ -58,6 +61,9 @@ class Engine:
             )
         self.intensity = intensity
         self._clock = clock
+        # lane() decodes and routes each task on the bus thread; handle() reuses that work on its lane.
+        # Keyed by id(inputs), the inputs kept alongside so that an id reused by a new object never matches.
+        self._routed: dict[int, tuple[TaskInputs, Task, Route]] = {}
 
     # TaskHandler
 
@@ -65,14 +71,19 @@ class Engine:
         """MEASURE for the tracker path; FAST for everything else (no_model, ONNX, early errors)."""
         if not inputs.complete:
             return Lane.FAST
-        return Lane.MEASURE if self.route(inputs)[1].mode is Mode.TRACKER else Lane.FAST
+        task, route = self.route(inputs)
+        if len(self._routed) >= _ROUTED_MAX:  # tasks routed but never handled (a stop): forget them
+            self._routed.clear()
+        self._routed[id(inputs)] = (inputs, task, route)
+        return Lane.MEASURE if route.mode is Mode.TRACKER else Lane.FAST
 
     def handle(self, inputs: TaskInputs) -> TaskOutput:
         """The output of a complete task. Measurement failures are answered, not raised."""
         started = self._clock()
         if not inputs.complete:
             return self.fail(inputs, failed(f"missing input(s): {', '.join(inputs.missing)}"))
-        task, route = self.route(inputs)
+        routed = self._routed.pop(id(inputs), None)
+        task, route = routed[1:] if routed is not None and routed[0] is inputs else self.route(inputs)
         if route.mode is Mode.NO_MODEL:
             output = TaskOutput(task.task_id, 0.0, 0.0, 0.0, simple_extra_data(task, Mode.NO_MODEL, route.error))
         elif route.mode is Mode.ERROR:

@@ -4,8 +4,8 @@
 ``spawn`` context (never a fork of the DDS process) and sends it one spec at a time over a pipe.
 
 - Start-up: :meth:`~WorkerMeasurer.start` spawns the worker, which imports torch, transformers and
-  carbontracker in the background; a measurement that arrives first waits for that, at most
-  ``start_timeout_s`` seconds.
+  carbontracker in the background; a measurement that arrives first is sent at once and served right
+  after those imports (before the worker's generic warm-up), within ``start_timeout_s`` seconds.
 - Bounds: a measurement waits at most ``task_timeout_s`` seconds for its answer. On timeout the worker
   is killed and replaced and :class:`MeasureTimeout` is raised; when the worker dies (SIGKILL, segfault,
   out of memory) :class:`WorkerCrashed` is raised and the worker is replaced. The next measurement works.
@@ -310,36 +310,35 @@ class WorkerMeasurer:
             return reply.measurement
 
     def _ask(self, worker: _Worker, spec: MeasureSpec) -> Reply:
-        """Send ``spec`` and wait for the reply within the timeouts; replaces the worker on failure."""
+        """Send ``spec`` and wait for the reply within the timeouts; replaces the worker on failure.
+
+        The request goes out at once, also to a worker still warming up: it serves a waiting task
+        before any warm-up that task does not need (see :mod:`carbon_node.measure.worker`).
+        """
         # One deadline for the whole task: a worker still starting (after a replacement) counts against it.
         deadline = time.monotonic() + self.task_timeout_s
+        start_deadline = worker.started + self.start_timeout_s
         try:
-            if worker.ready is None:
-                start_deadline = worker.started + self.start_timeout_s
-                worker.receive(max(0.0, min(start_deadline, deadline) - time.monotonic()))
-                self._note_unavailable(worker)
-                if worker.unavailable is not None:
-                    raise MeasureError(worker.unavailable)
-                if worker.ready is None and time.monotonic() >= start_deadline:
-                    self._replace(worker, "start timeout")
-                    raise MeasureTimeout(
-                        f"the measurement worker did not start within {self.start_timeout_s:g} s; it was replaced"
-                    )
-                if worker.ready is None:
-                    # Still within its start-up allowance: it keeps warming up for the next task.
-                    raise MeasureTimeout(
-                        f"the measurement of {spec.model!r} exceeded its time limit of {self.task_timeout_s:g} s "
-                        "(task_timeout_s) while the measurement worker was still starting"
-                    )
             self._request_id += 1
             request_id = self._request_id
-            worker.conn.send(("measure", request_id, spec))
-            while (remaining := deadline - time.monotonic()) > 0:
+            worker.conn.send(("measure", request_id, spec, deadline))
+            while True:
+                limit = deadline if worker.ready is not None else min(deadline, start_deadline)
+                remaining = limit - time.monotonic()
+                if remaining <= 0:
+                    break
                 message = worker.receive(remaining)
+                if message is not None and message[0] == "unavailable":
+                    # Installed without the measure extra: say what is missing, start no other worker.
+                    self._note_unavailable(worker)
+                    raise MeasureError(message[1])
                 if message is not None and message[0] == "reply" and message[1].request_id == request_id:
                     reply: Reply = message[1]
                     return reply
         except (EOFError, OSError):
+            if worker.unavailable is not None:  # it said why before exiting
+                self._note_unavailable(worker)
+                raise MeasureError(worker.unavailable) from None
             worker.process.join(_STOP_GRACE_S)  # reap it, so its exit code tells why it died
             reason = "the measurement was aborted" if self._aborted else _exit_reason(worker.process.exitcode)
             self._replace(worker, reason, respawn=not self._aborted)
@@ -348,6 +347,16 @@ class WorkerMeasurer:
             raise WorkerCrashed(
                 f"the measurement worker died while measuring {spec.model!r} ({reason}); it was replaced"
             ) from None
+        if worker.ready is None:
+            if time.monotonic() >= start_deadline:
+                self._replace(worker, "start timeout")
+                raise MeasureTimeout(f"the measurement worker did not start within {self.start_timeout_s:g} s; it was replaced")
+            # Still within its start-up allowance: it keeps warming up for the next task (and drops this
+            # request, whose deadline has passed).
+            raise MeasureTimeout(
+                f"the measurement of {spec.model!r} exceeded its time limit of {self.task_timeout_s:g} s "
+                "(task_timeout_s) while the measurement worker was still starting"
+            )
         self._replace(worker, "task timeout")
         raise MeasureTimeout(
             f"the measurement of {spec.model!r} exceeded its time limit of {self.task_timeout_s:g} s "

@@ -7,8 +7,16 @@ and talks to it over a pipe:
   carbontracker) are done, or ``("unavailable", reason)`` when one of them cannot be imported (installed
   without the ``measure`` extra): the worker then exits, and the client answers every measurement with
   that reason instead of starting a worker per task;
-- client -> worker: ``("measure", request_id, MeasureSpec)``; worker -> client: ``("reply", Reply)``;
+- client -> worker: ``("measure", request_id, MeasureSpec, deadline)``; worker -> client: ``("reply",
+  Reply)``. ``deadline`` is the client's ``time.monotonic()`` (one clock for all processes of the host)
+  after which nobody waits for the answer: a request still queued then is dropped unanswered. The client
+  sends a request at once, also while the worker is still importing;
 - client -> worker: ``("stop",)``: the worker exits at once (``os._exit``, no interpreter teardown).
+
+Start-up order: the imports every measurement needs come first; then a task already waiting is
+served at once, its own model load and window being the rest of the warm-up; only when nothing waits
+does the worker build and run a tiny model (:func:`_prime_model_building`) so that a later first
+task loads as fast as the ones after it. The hub reachability probe runs while torch is imported.
 
 :class:`MeasureService` does the work for one spec (resolve, load or reuse, window) and can also run in
 the calling process. Loaded models stay in a :class:`ModelCache`, bounded by count and parameter bytes,
@@ -338,12 +346,14 @@ def _prime_model_building() -> None:
     import torch
     import transformers
 
+    started = time.perf_counter()
     try:
         config = transformers.BertConfig(
             vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32
         )
         with torch.inference_mode():
             transformers.BertModel(config).eval()(input_ids=torch.ones(1, 4, dtype=torch.long))
+        log.info("worker.primed", seconds=round(time.perf_counter() - started, 3))
     except Exception as exc:  # only an optimisation: a failure here must not stop the worker
         log.warning("worker.prime_failed", error=f"{type(exc).__name__}: {exc}")
 
@@ -361,7 +371,11 @@ def _prime_tdp_table() -> None:
 
 
 def _warm_up(config: WorkerConfig) -> Ready:
-    """Import the heavy libraries (the first task must not pay for it) and describe the worker."""
+    """Import the heavy libraries every measurement needs and describe the worker.
+
+    The hub probe (up to ``hub_probe_timeout_s`` when ``HF_HUB_OFFLINE`` is unset) runs in a thread
+    while torch is imported: it must only be done before huggingface_hub is imported.
+    """
     import importlib.metadata
     import threading
 
@@ -371,14 +385,18 @@ def _warm_up(config: WorkerConfig) -> Ready:
     started = time.perf_counter()
     if config.prime_tdp_table and not rapl_readable():
         threading.Thread(target=_prime_tdp_table, name="prime-tdp-table", daemon=True).start()
-    offline = ensure_offline_flag(config.hub_probe_timeout_s)
+    offline: list[bool] = []
+    probe = threading.Thread(
+        target=lambda: offline.append(ensure_offline_flag(config.hub_probe_timeout_s)), name="hub-probe", daemon=True
+    )
+    probe.start()
     import torch
-    from huggingface_hub import constants as hub_constants
 
     if config.torch_threads is not None:
         torch.set_num_threads(config.torch_threads)
 
-    _prime_model_building()
+    probe.join()
+    from huggingface_hub import constants as hub_constants
 
     import carbon_node.measure.models
     import carbon_node.measure.power
@@ -388,7 +406,7 @@ def _warm_up(config: WorkerConfig) -> Ready:
     return Ready(
         os.getpid(),
         time.perf_counter() - started,
-        offline,
+        bool(offline and offline[0]),
         torch.cuda.is_available(),
         versions,
         hub_cache=str(hub_constants.HF_HUB_CACHE),
@@ -424,8 +442,13 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         conn.send(("unavailable", unavailable_reason(exc)))
         return
     conn.send(("ready", ready))
+    primed = False  # a model has been built in this process (by the warm-up or a task)
     while True:
         try:
+            if not primed and not conn.poll():  # nothing waits: prepare for the first task now
+                _prime_model_building()
+                primed = True
+                continue
             message = conn.recv()
         except (EOFError, OSError):
             return  # the client is gone
@@ -439,5 +462,9 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
             sys.stderr.flush()
             os._exit(0)
         if message[0] == "measure":
-            _, request_id, spec = message
+            _, request_id, spec, *rest = message
+            if rest and time.monotonic() > rest[0]:
+                log.info("worker.request_expired", model=spec.model, request_id=request_id)
+                continue  # its task was answered with a timeout meanwhile
+            primed = True
             conn.send(("reply", service.reply(request_id, spec)))

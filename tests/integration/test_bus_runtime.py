@@ -140,6 +140,38 @@ def test_status_goes_initializing_idle_running_idle_error_terminating(
     ]
 
 
+def test_every_task_publishes_running_then_idle_before_its_output_as_upstream_does(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime]
+) -> None:
+    """K4, sample for sample: tasks one after another each publish RUNNING, then IDLE, then the output."""
+    start_node()
+    for i in range(3):
+        orchestrator.wait_output(task(orchestrator, 80 + i), WAIT_S)
+    orchestrator.wait_status(Status.NODE_IDLE, WAIT_S, after=7)
+    assert orchestrator.status_names() == ["NODE_INITIALIZING", "NODE_IDLE", *["NODE_RUNNING", "NODE_IDLE"] * 3]
+
+
+def test_a_task_ending_while_another_runs_publishes_running_and_the_last_one_idle(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], handler: ScriptedHandler
+) -> None:
+    """As upstream with concurrent tasks (PROTOCOL.md 4.2): IDLE only when no other task runs."""
+    start_node()
+    slow = task(orchestrator, 90, "slow")
+    assert handler.slow_started.wait(WAIT_S)
+    quick = [task(orchestrator, 91 + i) for i in range(5)]
+    for task_id in quick:
+        orchestrator.wait_output(task_id, WAIT_S)
+    handler.slow_release.set()
+    orchestrator.wait_output(slow, WAIT_S)
+    orchestrator.wait_status(Status.NODE_IDLE, WAIT_S, after=3)
+    names = orchestrator.status_names()
+    assert names[:3] == ["NODE_INITIALIZING", "NODE_IDLE", "NODE_RUNNING"]
+    assert names[-1] == "NODE_IDLE" and "NODE_IDLE" not in names[2:-1]
+    assert names.count("NODE_RUNNING") == 1 + len(quick)  # the start, then one per quick task's end
+    assert sorted(orchestrator.outputs()) == sorted([slow, *quick])
+    assert orchestrator.output_count() == 6
+
+
 def test_the_status_sample_has_upstream_fields(orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime]) -> None:
     start_node()
     orchestrator.wait_status(Status.NODE_IDLE, WAIT_S)

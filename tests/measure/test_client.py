@@ -233,6 +233,24 @@ def test_a_task_that_times_out_while_the_worker_starts_leaves_the_worker_startin
             measurer.measure(simulated(tiny_models["text"]))
         assert measurer.wait_ready(WORKER_READY_TIMEOUT_S)
         assert measurer.worker_pid == pid  # not replaced: a short task limit cannot starve the worker
+        # The request, sent at once, expired before the worker could take it: dropped, not measured.
+        log = tmp_path / "scratch" / "worker.log"
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+        while "worker.request_expired" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "worker.request_expired" in log.read_text()
+        assert "model.loaded" not in log.read_text()
+
+
+def test_a_task_waiting_at_start_is_served_before_the_generic_warm_up(tmp_path: Path, tiny_models: dict[str, str]) -> None:
+    """The first task's own model load is its warm-up: the worker builds no warm-up model before it."""
+    with WorkerMeasurer(scratch_dir=tmp_path / "scratch") as measurer:
+        measurer.start()
+        measurement = measurer.measure(simulated(tiny_models["text"]))
+        assert measurement.forward_passes > 0
+        log = (tmp_path / "scratch" / "worker.log").read_text()
+        assert "model.loaded" in log
+        assert "worker.primed" not in log.split("model.loaded")[0]
 
 
 def test_a_process_that_exits_without_closing_its_measurer_does_not_hang(tmp_path: Path) -> None:

@@ -45,3 +45,30 @@ def test_benchmarks_section_gives_the_command_and_a_measured_table() -> None:
 def test_every_subcommand_is_documented() -> None:
     for command in ("run", "send-task", "estimate", "doctor", "config show", "demo"):
         assert f"carbon-node {command}" in README, command
+
+
+def test_the_benchmark_runs_from_the_readme_install() -> None:
+    """Every third-party module bench/ imports comes with ``pip install '.[bench]'``, as the README says."""
+    import ast
+    import sys
+    import tomllib
+
+    section = README[README.index("## Benchmarks") :]
+    assert "pip install -e '.[bench]'" in section
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert "carbon-node[measure]" in extras["bench"]
+    declared = {
+        requirement.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip().lower().replace("-", "_")
+        for requirement in (*project["dependencies"], *extras["measure"], *extras["bench"])
+    }
+    local = {path.stem for path in (REPO / "bench").glob("*.py")} | {"carbon_node"}
+    imported: set[str] = set()
+    for path in (REPO / "bench").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name not in local}
+    assert third_party - declared == set()
