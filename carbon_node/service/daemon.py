@@ -28,6 +28,7 @@ import structlog
 
 from carbon_node.core import CarbonNodeError, Journal, TaskOutput, version
 from carbon_node.measure.protocol import Measurement, MeasureSpec
+from carbon_node.service.health import Heartbeat, heartbeat_path
 from carbon_node.service.metrics import NodeMetrics
 from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
@@ -90,6 +91,8 @@ class Daemon:
         self.journal: Journal | None = None
         self.runtime: Any = None
         self.metrics: NodeMetrics | None = None
+        self.heartbeat = Heartbeat(heartbeat_path(settings.state_dir))
+        """Refreshed by the bus thread; read by ``carbon-node health`` (container health checks)."""
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -116,6 +119,7 @@ class Daemon:
         from carbon_node.bus.upstream import make_bus
 
         runtime_factory: Callable[..., Any] = make_bus(s.bus)
+        self.heartbeat.start()
         self.runtime = runtime_factory(
             self.engine,
             domain_id=s.domain_id,
@@ -124,6 +128,7 @@ class Daemon:
             journal=self.journal,
             describe=self.describe,
             on_output=self._on_output,
+            heartbeat=self.heartbeat.beat,
         )
         # Metrics first: a port clash fails start-up before the bus announces the node, and a client
         # that saw IDLE can scrape at once.
@@ -212,6 +217,7 @@ class Daemon:
         clean = True
         if self.runtime is not None:
             clean = bool(self.runtime.stop(timeout_s=s.shutdown_timeout_s))
+        self.heartbeat.remove()
         if self.measurer is not None:
             self.measurer.close(timeout_s=WORKER_CLOSE_TIMEOUT_S)
         close_journal = getattr(self.journal, "close", None)
