@@ -98,17 +98,24 @@ def build_wheelhouse() -> Path:
     """Wheels of everything the node needs (from the host's pip and its configured indexes), cached."""
     requirements = node_requirements()
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    target = CACHE_DIR / f"wheels-py{python}-{_key(python, *requirements)}"
+    target = CACHE_DIR / f"wheels-py{python}-{_key(python, os.environ.get('TORCH_INDEX_URL', ''), *requirements)}"
     with _locked(target.with_name(target.name + ".lock")):
         if (target / ".carbon-node-complete").exists():
             return target
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        command = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(partial), *requirements]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=WHEELHOUSE_TIMEOUT_S)
-        if done.returncode != 0:
-            shutil.rmtree(partial, ignore_errors=True)
-            pytest.fail(f"pip wheel failed ({done.returncode}): {done.stderr[-3000:]}")
+        pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(partial)]
+        # CPU torch first, from where this machine's install took it (.ci/run: TORCH_INDEX_URL, else pip's
+        # configured indexes); the rest then resolves torch to that wheel, never to a CUDA build.
+        torch_index = os.environ.get("TORCH_INDEX_URL", "")
+        for command in (
+            [*pip, TORCH, *(["--index-url", torch_index] if torch_index else [])],
+            [*pip, "--find-links", str(partial), *requirements],
+        ):
+            done = subprocess.run(command, capture_output=True, text=True, timeout=WHEELHOUSE_TIMEOUT_S)
+            if done.returncode != 0:
+                shutil.rmtree(partial, ignore_errors=True)
+                pytest.fail(f"pip wheel failed ({done.returncode}): {done.stderr[-3000:]}")
         (partial / ".carbon-node-complete").write_text("\n".join(requirements) + "\n")
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
