@@ -10,6 +10,7 @@ bookworm rootfs (python3, python3-venv); pip reads a wheelhouse served on loopba
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -93,12 +94,26 @@ def base_image(dockerd: None, bookworm_rootfs: Path) -> str:
     return tag
 
 
+def free_port(preferred: int) -> int:
+    """``preferred`` when it is free on 127.0.0.1, else any free port."""
+    for candidate in (preferred, 0):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return int(probe.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
+
+
 @contextlib.contextmanager
 def served(directory: Path) -> Iterator[str]:
-    """``directory`` over HTTP on 127.0.0.1 (pip's --find-links reads its index page)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    """``directory`` over HTTP on 127.0.0.1 (pip's --find-links reads its index page).
+
+    The port is derived from the directory's name when free: the URL is a build argument, and an
+    unchanged one lets the next build reuse its cached torch layer.
+    """
+    port = free_port(20000 + int(hashlib.sha256(directory.name.encode()).hexdigest(), 16) % 10000)
     server = subprocess.Popen(
         [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(directory)],
         stdout=subprocess.DEVNULL,
