@@ -8,11 +8,11 @@ One boot serves every test of this module, in order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -113,16 +113,18 @@ def wait_for_leader(nspawn: subprocess.Popen[str], timeout_s: float) -> int:
 
 
 def shut_down(nspawn: subprocess.Popen[str], leader: int | None) -> None:
-    """Power the guest off (SIGRTMIN+4 to its systemd), bounded; then kill systemd-nspawn by pid."""
+    """Power the guest off at once (its units were tested already), bounded; then kill systemd-nspawn by pid."""
+    started = time.monotonic()
     if nspawn.poll() is None and leader is not None:
-        try:
-            os.kill(leader, signal.SIGRTMIN + 4)
+        command = ["nsenter", "--target", str(leader), "--all", "--", "systemctl", "poweroff", "--force"]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(command, env={"PATH": CLEAN_PATH}, capture_output=True, timeout=30)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             nspawn.wait(30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
     if nspawn.poll() is None:
         nspawn.kill()
         nspawn.wait(30)
+    print(f"guest powered off in {time.monotonic() - started:.1f} s")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +166,9 @@ def guest(bookworm_rootfs: Path, wheelhouse: Path, tmp_path_factory: pytest.Temp
     finally:
         mp.undo()
         shut_down(nspawn, leader)
+        started = time.monotonic()
         shutil.rmtree(work, ignore_errors=True)
+        print(f"guest root removed in {time.monotonic() - started:.1f} s")
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +201,8 @@ def test_the_readme_install_starts_the_unit_active_after_ready(installed: Guest)
     assert installed.prop("NRestarts") == "0"
     journal = installed.journal()
     assert "cannot read configuration file" not in journal and "216/GROUP" not in journal
+    health = installed.sh("carbon-node health --state-dir /var/lib/carbon-node")  # as the README says
+    assert health.stdout.startswith("healthy: heartbeat"), health.stdout
 
 
 def test_the_hardening_directives_are_in_force(installed: Guest) -> None:
