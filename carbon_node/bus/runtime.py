@@ -187,6 +187,7 @@ class NodeRuntime:
         fast_workers: int = 2,
         config_responder: ConfigResponder | None = None,
         clock: Callable[[], float] = time.monotonic,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         if fast_workers < 1:
             raise ValueError(f"fast_workers must be >= 1, got {fast_workers}")
@@ -197,6 +198,7 @@ class NodeRuntime:
         self._fast_workers = fast_workers
         self._responder = config_responder or describe_responder(describe)
         self._clock = clock
+        self._heartbeat = heartbeat  # called by the bus thread every wake-up (at least every _IDLE_WAIT_S); must be cheap
         self._assembler = Assembler(input_timeout_s=input_timeout_s, max_pending=max_pending, clock=clock)
 
         self._lock = threading.RLock()  # assembler, bookkeeping, and status+output publication order
@@ -378,6 +380,8 @@ class NodeRuntime:
 
     def _bus_loop(self) -> None:
         while self._accepting:
+            if self._heartbeat is not None:
+                self._heartbeat()
             try:
                 self._bus_step()
             except Exception:  # keep serving: one bad sample or callback must not stop the node

@@ -46,6 +46,10 @@ BusKind = Literal["auto", "cyclone", "sustainml"]
 UPSTREAM_MODULE = "sustainml_py.nodes.CarbonFootprintNode"
 
 
+_HEARTBEAT_POLL_S = 1.0
+"""Seconds between two liveness checks of upstream's spin thread."""
+
+
 class Bus(Protocol):
     """What the service needs from a bus: start, stop, and counters."""
 
@@ -82,6 +86,7 @@ class BusFactory(Protocol):
         describe: Callable[[], Mapping[str, Any]] | None = ...,
         on_output: Callable[[TaskOutput], None] | None = ...,
         fast_workers: int = ...,
+        heartbeat: Callable[[], None] | None = ...,
     ) -> Bus: ...
 
 
@@ -95,12 +100,13 @@ def _upstream_factory(
     describe: Callable[[], Mapping[str, Any]] | None = None,
     on_output: Callable[[TaskOutput], None] | None = None,
     fast_workers: int = 2,
+    heartbeat: Callable[[], None] | None = None,
 ) -> Bus:
     # The upstream library reads SUSTAINML_DOMAIN_ID itself (when its node is built): hand it the domain
     # the settings resolved (flag, file or environment). It has no input timeout or pending bound.
     os.environ["SUSTAINML_DOMAIN_ID"] = str(domain_id)
     log.info("upstream_bus_options_ignored", input_timeout_s=input_timeout_s, max_pending=max_pending)
-    return UpstreamRuntime(handler, journal=journal, describe=describe, on_output=on_output)
+    return UpstreamRuntime(handler, journal=journal, describe=describe, on_output=on_output, heartbeat=heartbeat)
 
 
 def resolve_bus_kind(kind: str) -> str:
@@ -168,8 +174,10 @@ class UpstreamRuntime:
         journal: Journal | None = None,
         describe: Callable[[], Mapping[str, Any]] | None = None,
         on_output: Callable[[TaskOutput], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> None:
         self._handler = handler
+        self._heartbeat = heartbeat
         self._journal = journal
         self._on_output = on_output
         self._responder = describe_responder(describe)
@@ -193,7 +201,16 @@ class UpstreamRuntime:
         self._node = self._node_class(callback=self._task_callback, service_callback=self._service_callback)
         self._spin_thread = threading.Thread(target=self._node.spin, name="carbon-upstream-spin", daemon=True)
         self._spin_thread.start()
+        if self._heartbeat is not None:
+            threading.Thread(target=self._beat_while_spinning, name="carbon-upstream-heartbeat", daemon=True).start()
         log.info("node_started", bus="sustainml")
+
+    def _beat_while_spinning(self) -> None:
+        """Upstream's spin loop is native code we cannot hook: the heartbeat says that it still runs."""
+        spin, beat = self._spin_thread, self._heartbeat
+        while spin is not None and beat is not None and spin.is_alive():
+            beat()
+            spin.join(_HEARTBEAT_POLL_S)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Terminate the upstream node (process-wide, as upstream) and wait for running tasks."""

@@ -1,5 +1,5 @@
-"""The ``carbon-node`` command line: ``run``, ``send-task``, ``estimate``, ``doctor``, ``config``, ``demo``,
-``results``, ``report``.
+"""The ``carbon-node`` command line: ``run``, ``send-task``, ``estimate``, ``doctor``, ``health``, ``config``,
+``demo``, ``results``, ``report``.
 
 Every setting of :class:`~carbon_node.service.settings.Settings` is a flag named after its field
 (``window_s`` is ``--window-s``); precedence is flag > environment > TOML file (``--config`` or
@@ -217,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--quick", action="store_true", help="skip checks that import heavy libraries (for health checks)")
     _add_settings_flags(doctor, ALL_SETTINGS)
 
+    health = commands.add_parser(
+        "health",
+        help="liveness: is the node on this state directory running (its heartbeat is fresh)?",
+        description=(
+            "Read the heartbeat file that a running node's bus thread refreshes every few seconds in its "
+            "state directory. Exit 0 when it is younger than --max-age-s, 1 when it is stale (the node is "
+            "wedged, stopped or killed) or missing (not running); one line says which. Cheap: for "
+            "container health checks."
+        ),
+    )
+    health.add_argument(
+        "--max-age-s", type=float, default=None, metavar="SECONDS", help="oldest heartbeat still healthy (default 10)"
+    )
+    _add_settings_flags(health, ("state_dir",))
+
     config = commands.add_parser("config", help="inspect the configuration", description="Inspect the configuration.")
     config_commands = config.add_subparsers(dest="config_command", metavar="SUBCOMMAND", required=True)
     show = config_commands.add_parser(
@@ -396,6 +411,18 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if report.can_run else 1
 
 
+def _cmd_health(args: argparse.Namespace) -> int:
+    loaded = _load(args)
+    from carbon_node.service.health import DEFAULT_MAX_AGE_S, check_heartbeat, heartbeat_path
+
+    max_age_s = DEFAULT_MAX_AGE_S if args.max_age_s is None else args.max_age_s
+    if not max_age_s > 0:
+        raise SettingsError(f"--max-age-s must be > 0 seconds, got {max_age_s:g}")
+    health = check_heartbeat(heartbeat_path(loaded.settings.state_dir), max_age_s)
+    print(health.message)
+    return 0 if health.healthy else 1
+
+
 def format_config(loaded: LoadedSettings, as_json: bool) -> str:
     """``config show`` output: one row per setting with its environment variable, value and source."""
     rows = loaded.rows()
@@ -500,6 +527,7 @@ _COMMANDS = {
     "send-task": _cmd_send_task,
     "estimate": _cmd_estimate,
     "doctor": _cmd_doctor,
+    "health": _cmd_health,
     "config": _cmd_config,
     "demo": _cmd_demo,
     "results": _cmd_results,

@@ -38,6 +38,7 @@ import structlog
 
 from carbon_node.core import CarbonNodeError, Journal, TaskOutput, version
 from carbon_node.measure.protocol import Measurement, MeasureSpec
+from carbon_node.service.health import Heartbeat, heartbeat_path
 from carbon_node.service.metrics import NodeMetrics
 from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
@@ -102,6 +103,8 @@ class Daemon:
         self.metrics: NodeMetrics | None = None
         self.bus_kind: str = settings.bus
         """The bus in use: ``settings.bus`` with ``auto`` resolved once the node starts."""
+        self.heartbeat = Heartbeat(heartbeat_path(settings.state_dir))
+        """Refreshed by the bus thread; read by ``carbon-node health`` (container health checks)."""
 
     # -- start-up -------------------------------------------------------------------------------
 
@@ -129,6 +132,7 @@ class Daemon:
 
         self.bus_kind = resolve_bus_kind(s.bus)
         runtime_factory: Callable[..., Any] = make_bus(self.bus_kind)
+        self.heartbeat.start()
         self.runtime = runtime_factory(
             self.engine,
             domain_id=s.domain_id,
@@ -137,6 +141,7 @@ class Daemon:
             journal=self.journal,
             describe=self.describe,
             on_output=self._on_output,
+            heartbeat=self.heartbeat.beat,
         )
         # Metrics first: a port clash fails start-up before the bus announces the node, and a client
         # that saw IDLE can scrape at once.
@@ -225,6 +230,7 @@ class Daemon:
         clean = True
         if self.runtime is not None:
             clean = bool(self.runtime.stop(timeout_s=s.shutdown_timeout_s))
+        self.heartbeat.remove()
         if self.measurer is not None:
             self.measurer.close(timeout_s=WORKER_CLOSE_TIMEOUT_S)
         close_journal = getattr(self.journal, "close", None)

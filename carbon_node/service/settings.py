@@ -27,7 +27,15 @@ from pydantic_settings import (
 
 from carbon_node.core import CarbonNodeError
 
-__all__ = ["LoadedSettings", "Settings", "SettingsError", "default_state_dir", "env_name", "load_settings"]
+__all__ = [
+    "LoadedSettings",
+    "Settings",
+    "SettingsError",
+    "config_file_path",
+    "default_state_dir",
+    "env_name",
+    "load_settings",
+]
 
 APP_NAME = "carbon-node"
 
@@ -282,23 +290,49 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return section
 
 
+DEFAULT_CONFIG_NAME = "carbon-node.toml"
+"""The configuration file read, when present, from systemd's ``$CONFIGURATION_DIRECTORY``."""
+
+
+def default_config_file(env: Mapping[str, str]) -> Path | None:
+    """``$CONFIGURATION_DIRECTORY/carbon-node.toml`` (first entry; set by the unit's
+    ``ConfigurationDirectory=carbon-node``, i.e. ``/etc/carbon-node``), or None outside systemd."""
+    directory = env.get("CONFIGURATION_DIRECTORY", "").split(":")[0]
+    return Path(directory) / DEFAULT_CONFIG_NAME if directory else None
+
+
+def config_file_path(config_file: str | Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
+    """The TOML file to read and whether it was named explicitly.
+
+    A file named by ``--config`` or ``CARBON_NODE_CONFIG`` must exist (a typo must not silently run on
+    defaults); the default file of the service manager's configuration directory is optional.
+    """
+    path_text = str(config_file) if config_file else env.get("CARBON_NODE_CONFIG", "")
+    if path_text:
+        return Path(path_text), True
+    return default_config_file(env), False
+
+
 def load_settings(
     flags: Mapping[str, Any] | None = None,
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
     fields: Iterable[str] | None = None,
 ) -> LoadedSettings:
-    """Merge defaults < TOML (``config_file`` or ``CARBON_NODE_CONFIG``) < environment < ``flags``.
+    """Merge defaults < TOML (``config_file``, ``CARBON_NODE_CONFIG``, or an existing
+    ``$CONFIGURATION_DIRECTORY/carbon-node.toml``) < environment < ``flags``.
 
     ``flags`` holds only the options given on the command line (None values are ignored). With
     ``fields``, only those settings are read from the file and the environment (the others keep their
     defaults, unvalidated values included): a command that uses a few settings is not stopped by an
     invalid one it never reads. A key that is no setting at all is still refused.
-    Raises :class:`SettingsError` with one line on any invalid value.
+    Raises :class:`SettingsError` with one line on any invalid value or an explicitly named file that
+    cannot be read.
     """
     env = dict(os.environ if environ is None else environ)
-    path_text = str(config_file) if config_file else env.get("CARBON_NODE_CONFIG", "")
-    path = Path(path_text) if path_text else None
+    path, explicit = config_file_path(config_file, env)
+    if path is not None and not explicit and not path.exists():
+        path = None  # the optional default file is absent: defaults and environment only
     file_values = _read_toml(path) if path is not None else {}
 
     read = set(Settings.model_fields if fields is None else fields)

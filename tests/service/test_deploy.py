@@ -26,7 +26,7 @@ def unit_here(tmp_path: Path) -> Path:
     if not script.exists():
         pytest.skip("the carbon-node console script is not installed next to this interpreter")
     path = tmp_path / "carbon-node.service"
-    path.write_text(UNIT.read_text().replace("/usr/local/bin/carbon-node", str(script)))
+    path.write_text(UNIT.read_text().replace("/opt/carbon-node/bin/carbon-node", str(script)))
     return path
 
 
@@ -58,7 +58,7 @@ def test_unit_security_exposure_is_low(unit_here: Path) -> None:
     "directive",
     ["Type=notify", "NotifyAccess=main", "WatchdogSec=", "Restart=on-failure", "StateDirectory=carbon-node",
      "CacheDirectory=carbon-node", "DynamicUser=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-     "NoNewPrivileges=yes", "CapabilityBoundingSet=\n", "AmbientCapabilities=\n", "SupplementaryGroups=powercap",
+     "NoNewPrivileges=yes", "CapabilityBoundingSet=\n", "AmbientCapabilities=\n",
      "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK", "SystemCallFilter=@system-service"],
 )  # fmt: skip
 def test_unit_sets_the_required_directive(directive: str) -> None:
@@ -75,6 +75,20 @@ def test_unit_stop_timeout_leaves_room_for_the_graceful_shutdown() -> None:
 def test_udev_rule_grants_the_units_supplementary_group() -> None:
     rule = (REPO / "deploy" / "udev" / "99-carbon-node-powercap.rules").read_text()
     assert 'SUBSYSTEM=="powercap"' in rule and "chgrp powercap" in rule and "energy_uj" in rule
+
+
+def test_the_powercap_group_comes_only_from_the_drop_in_installed_with_the_udev_rule() -> None:
+    # systemd refuses to start a unit whose supplementary group does not exist (status=216/GROUP).
+    assert not re.search(r"^SupplementaryGroups=", UNIT.read_text(), re.MULTILINE)
+    drop_in = (REPO / "deploy" / "systemd" / "carbon-node.service.d" / "powercap.conf").read_text()
+    assert re.search(r"^\[Service\]\nSupplementaryGroups=powercap$", drop_in, re.MULTILINE)
+
+
+def test_the_unit_names_no_configuration_file_that_may_be_absent() -> None:
+    # A file named by CARBON_NODE_CONFIG must exist; the optional default comes from ConfigurationDirectory=.
+    unit = UNIT.read_text()
+    assert not re.search(r"^Environment=CARBON_NODE_CONFIG=", unit, re.MULTILINE)
+    assert re.search(r"^ConfigurationDirectory=carbon-node$", unit, re.MULTILINE)
 
 
 def copy_sources(dockerfile: str) -> list[str]:
