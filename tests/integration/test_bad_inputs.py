@@ -180,8 +180,8 @@ def test_every_bad_input_gets_exactly_one_well_formed_output_and_touches_nothing
     if reuse and used:
         task_id = used[which % len(used)]  # an orchestrator restarted: its ids start from 1 again
     else:
+        # Listed in ``used`` once sent: hypothesis may abandon an example in a later draw (an overrun).
         task_id = TaskId(next(_problem_ids), 1)
-        used.append(task_id)
     key = TaskIdImpl(task_id.problem_id, task_id.iteration_id)
     ml = MLModelImpl(
         model=data.draw(model_names(outside), "model"),
@@ -206,6 +206,8 @@ def test_every_bad_input_gets_exactly_one_well_formed_output_and_touches_nothing
     _audit.active = True
     try:
         orchestrator.publish_task(task_id, ml, hw, ui)
+        if task_id not in used:
+            used.append(task_id)
         orchestrator.wait_outputs(_sent.get(id(orchestrator), 0) + 1, timeout_s=30)
         output = orchestrator.outputs()[task_id]
     finally:
