@@ -177,11 +177,9 @@ def test_every_bad_input_gets_exactly_one_well_formed_output_and_touches_nothing
     # Drawn whatever the state, so that hypothesis sees the same draws in every run.
     reuse = data.draw(st.booleans(), "reuse an earlier task id")
     which = data.draw(st.integers(min_value=0, max_value=10**6), "which earlier task id")
-    if reuse and used:
-        task_id = used[which % len(used)]  # an orchestrator restarted: its ids start from 1 again
-    else:
-        # Listed in ``used`` once sent: hypothesis may abandon an example in a later draw (an overrun).
-        task_id = TaskId(next(_problem_ids), 1)
+    # A reused id: an orchestrator restarted, its ids start from 1 again. A new id is listed in ``used``
+    # once sent: hypothesis may abandon an example in a later draw (an overrun).
+    task_id = used[which % len(used)] if reuse and used else TaskId(next(_problem_ids), 1)
     key = TaskIdImpl(task_id.problem_id, task_id.iteration_id)
     ml = MLModelImpl(
         model=data.draw(model_names(outside), "model"),
