@@ -212,7 +212,7 @@ def run_estimate(
     """Estimate one model's footprint; ``latency`` in ``settings.latency_unit``, ``power`` in W.
 
     Starts a measurement worker only for the tracker path and always stops it before returning.
-    Returns the exit status (0: footprint computed; 1: ``error`` or ``no_model``).
+    Returns the exit status (0: answered, ``no_model`` included; 1: ``error``).
     """
     err = err if err is not None else sys.stderr
     inputs = make_inputs(model=model, model_path=model_path, latency=latency, power=power, region=region)
@@ -230,7 +230,7 @@ def run_estimate(
             if measurer is not None:
                 measurer.close(CLOSE_TIMEOUT_S)
     print(format_output(output, as_json), file=out, flush=True)
-    return 0 if output.mode in (Mode.TRACKER, Mode.ONNX_HW_ONLY) else 1
+    return 1 if output.mode == Mode.ERROR else 0
 
 
 def _start_worker(settings: Settings, scratch_dir: Path, err: TextIO) -> Any:

@@ -37,8 +37,8 @@ EXIT_USAGE = 2
 EXIT_NO_ANSWER = 3
 
 RESULT_EXIT_CODES = (
-    "exit status: 0 a footprint was computed (mode tracker or onnx_hw_only); 1 the answer is an error "
-    "(mode error or no_model; the result is still printed); 2 invalid options or settings; "
+    "exit status: 0 the node answered (mode tracker or onnx_hw_only, or no_model for NO_MODEL); 1 the "
+    "answer is an error (mode error; the result is still printed); 2 invalid options or settings; "
     "3 no answer within the time limit (send-task: no node, or too slow)"
 )
 """The exit statuses ``send-task`` and ``estimate`` share (also in their ``--help`` and the README)."""
@@ -384,7 +384,7 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
 
 def result_exit_code(mode: str) -> int:
     """The exit status of ``send-task`` and ``estimate`` for an answer's mode (see :data:`RESULT_EXIT_CODES`)."""
-    return EXIT_OK if mode in ("tracker", "onnx_hw_only") else EXIT_ERROR_ANSWER
+    return EXIT_ERROR_ANSWER if mode == "error" else EXIT_OK
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:

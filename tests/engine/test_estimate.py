@@ -25,10 +25,10 @@ def test_an_onnx_estimate_prints_one_json_object_with_the_three_doubles(tmp_path
     assert result["extra_data"]["mode"] == "onnx_hw_only"
 
 
-def test_a_no_model_estimate_exits_1_with_upstreams_message() -> None:
+def test_a_no_model_estimate_exits_0_with_upstreams_message() -> None:
     out = io.StringIO()
     status = run_estimate(Settings(), "NO_MODEL", 0.0, 0.0, "", "", False, out, io.StringIO())
-    assert status == 1
+    assert status == 0
     assert "No model selected (NO_MODEL)" in out.getvalue()
 
 
