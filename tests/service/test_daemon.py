@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -11,7 +10,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,29 +46,6 @@ def children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
-
-
-@pytest.fixture
-def node_cleanup() -> Iterator[list[subprocess.Popen[str]]]:
-    """Kill (by pid) whatever node or worker a failed test leaves behind."""
-    started: list[subprocess.Popen[str]] = []
-    leftovers: list[int] = []
-    yield started
-    for node in started:
-        leftovers.extend(children(node.pid))
-        if node.poll() is None:
-            node.kill()
-            node.wait(EXIT_TIMEOUT_S)
-    for pid in leftovers:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from carbon_node.measure.tiny import build_tiny_text_model
-
-    return build_tiny_text_model(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
 def send_measurement_task(orchestrator: Orchestrator, task_id: TaskId, model: Path) -> None:

@@ -13,9 +13,7 @@ from pathlib import Path
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.types import Status
 from carbon_node.service.health import HEARTBEAT_INTERVAL_S, Heartbeat, check_heartbeat
-from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, node_cleanup, start_node
-
-__all__ = ["node_cleanup"]  # the fixture, re-exported for pytest
+from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, start_node
 
 
 def health(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -9,15 +9,11 @@ interpreter teardown of an idle worker).
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.types import Status
@@ -26,28 +22,6 @@ from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, children, 
 
 STOP_BOUND_S = 0.8
 TRIES = 3
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    """Nodes started by a test; whatever a failure leaves running (node or worker) is killed by pid."""
-    nodes: list[subprocess.Popen[str]] = []
-    yield nodes
-    for node in nodes:
-        leftovers = children(node.pid)
-        if node.poll() is None:
-            node.kill()
-            node.wait(EXIT_TIMEOUT_S)
-        for pid in leftovers:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from carbon_node.measure.tiny import build_tiny_text_model
-
-    return build_tiny_text_model(tmp_path_factory.mktemp("models") / "tiny-bert")
 
 
 def fresh_dir(path: Path) -> Path:
@@ -77,13 +51,13 @@ def sigterm_to_exit_s(node: subprocess.Popen[str], orchestrator: Orchestrator, a
 
 
 def test_sigterm_to_an_idle_node_with_a_warm_worker_exits_within_the_bound(
-    tmp_path: Path, dds_domain: int, started: list, tiny_model: Path
+    tmp_path: Path, dds_domain: int, node_cleanup: list, tiny_model: Path
 ) -> None:
     stops: list[float] = []
     for attempt in range(TRIES):
         with Orchestrator(dds_domain) as orchestrator:
             node = start_node(fresh_dir(tmp_path / str(attempt)), "--window-s", "0.2")
-            started.append(node)
+            node_cleanup.append(node)
             idle = orchestrator.wait_status(Status.NODE_IDLE, IDLE_TIMEOUT_S)
             # A measurement answered means the worker has warmed up and now idles, as on a serving node.
             task = TaskId(60, attempt + 1)
@@ -95,12 +69,14 @@ def test_sigterm_to_an_idle_node_with_a_warm_worker_exits_within_the_bound(
     assert statistics.median(stops) < STOP_BOUND_S, stops
 
 
-def test_sigterm_while_the_worker_warms_up_kills_it_instead_of_waiting(tmp_path: Path, dds_domain: int, started: list) -> None:
+def test_sigterm_while_the_worker_warms_up_kills_it_instead_of_waiting(
+    tmp_path: Path, dds_domain: int, node_cleanup: list
+) -> None:
     stops: list[float] = []
     for attempt in range(TRIES):
         with Orchestrator(dds_domain) as orchestrator:
             node = start_node(fresh_dir(tmp_path / str(attempt)))
-            started.append(node)
+            node_cleanup.append(node)
             # NODE_IDLE comes well before the worker's imports (torch) are done.
             idle = orchestrator.wait_status(Status.NODE_IDLE, IDLE_TIMEOUT_S)
             workers = measurement_workers(node.pid)
