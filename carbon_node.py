@@ -4,12 +4,14 @@
 ``python3 carbon_node.py [RUN OPTIONS]`` is ``carbon-node run [RUN OPTIONS]``: configure it with the
 upstream environment variables (SUSTAINML_DOMAIN_ID, SUSTAINML_GRID_CI, CT_TARGET_SECONDS) or any
 ``carbon-node run`` flag. Python resolves ``import carbon_node`` below to the package directory next
-to this file (a package takes precedence over a module of the same name).
+to this file (a package takes precedence over a module of the same name). The import is inside the
+``__main__`` block: the measurement worker's ``spawn`` re-imports this file, and must not pay for the
+command line's libraries.
 """
 
 import sys
 
-from carbon_node.service.cli import main
-
 if __name__ == "__main__":
+    from carbon_node.service.cli import main
+
     sys.exit(main(["run", *sys.argv[1:]]))

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from carbon_node.base import CarbonNodeError, version
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 __all__ = [
@@ -58,10 +59,6 @@ MAX_EXTRA_DATA_BYTES = 1 << 20
 than Python's recursion limit (about 1000 levels) makes it invalid JSON, also ignored."""
 
 
-class CarbonNodeError(Exception):
-    """Root of every error the node raises on purpose; its message is shown to users as is."""
-
-
 @dataclass(frozen=True, order=True)
 class TaskId:
     """SustainML task identity. ``{0, 0}`` is invalid on the wire (upstream rejects it)."""
@@ -78,8 +75,14 @@ class TaskId:
 
 
 class Lane(enum.Enum):
-    """Where a task runs: measurements one at a time, everything else without waiting."""
+    """Where a task runs: measurements one at a time, everything else without waiting.
 
+    ``INLINE`` is for work that never blocks and takes a fraction of a millisecond (no I/O beyond a
+    ``stat``): the bus thread answers it as it arrives, without two thread hand-offs per task. ``FAST``
+    is a small thread pool, for quick work that may still wait (a live intensity lookup, a callback).
+    """
+
+    INLINE = "inline"
     FAST = "fast"
     MEASURE = "measure"
 
@@ -342,13 +345,3 @@ def make_inputs(
         ),
         hw=HWResourceImpl(power_consumption=power, latency=latency, task_id=wire_id),
     )
-
-
-def version() -> str:
-    """The installed carbon-node version (``0+unknown`` when run from a tree that is not installed)."""
-    from importlib import metadata
-
-    try:
-        return metadata.version("carbon-node")
-    except metadata.PackageNotFoundError:
-        return "0+unknown"

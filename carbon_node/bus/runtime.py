@@ -5,12 +5,15 @@ Threads and who owns what:
 - the *bus thread* waits on a Cyclone waitset (the binding releases the GIL while waiting), takes the
   samples of the three input readers, the control reader and the configuration request reader, feeds
   the :class:`~carbon_node.bus.assembler.Assembler` under the runtime lock, and routes released tasks:
-  journal replay or error answers to the fast lane, complete tasks to the lane the handler chooses.
+  journal replays and error answers it answers itself (``Lane.INLINE``), complete tasks go to the lane
+  the handler chooses. An inline task (no_model, ONNX with a table intensity: a fraction of a
+  millisecond, no I/O) is answered on the bus thread too: two thread hand-offs per task cost more
+  than the task, and under the GIL a second thread adds no parallelism to pure Python work.
   Whether a task is replayed, left as answered or computed anew (a task id reused with other inputs)
   is decided by :mod:`carbon_node.bus.replay`. No Python code runs on Cyclone's own threads.
 - the *measure lane* is one thread running measurement tasks one at a time in arrival order;
-- the *fast lane* is a small pool (``fast_workers`` threads) for everything else, so a quick task never
-  waits behind a measurement.
+- the *fast lane* is a small pool (``fast_workers`` threads) for quick tasks that may still wait (a live
+  intensity lookup, a user callback), so they never wait behind a measurement nor hold the bus thread.
 
 Every task that leaves the assembler is *accepted* and answered exactly once: the first output
 published for a task id wins and later ones are dropped. Per task the status comes first, then the
@@ -35,6 +38,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import structlog
@@ -440,7 +444,8 @@ class NodeRuntime:
             )
 
     def _route(self, release: Release) -> None:
-        """Accept a released task and queue it on its lane (journal replay and errors go fast).
+        """Accept a released task and run it inline or queue it on its lane (journal replays and errors
+        are inline).
 
         A task id released again while its earlier task is still in flight waits for that one's answer.
         """
@@ -454,20 +459,22 @@ class NodeRuntime:
         fingerprint = release.fingerprint
         if release.kind is not ReleaseKind.COMPLETE:
             message = release.error or f"Task {inputs.task_id} incomplete"
-            job = Job(inputs, Lane.FAST, release.released_s, lambda: self._fail(inputs, message), fingerprint=fingerprint)
+            job = Job(inputs, Lane.INLINE, release.released_s, lambda: self._fail(inputs, message), fingerprint=fingerprint)
         else:
             decision = decide(self._journal, inputs, fingerprint or "", release.answered_before)
             stored = decision.replay
             if decision.skip:
                 return
             if stored is not None:
-                job = Job(inputs, Lane.FAST, release.released_s, lambda: stored, replay=True, fingerprint=fingerprint)
+                job = Job(inputs, Lane.INLINE, release.released_s, lambda: stored, replay=True, fingerprint=fingerprint)
             else:
                 try:
                     lane = self._handler.lane(inputs)
                 except Exception as exc:
                     message = f"Task routing failed: {_describe(exc)}"
-                    job = Job(inputs, Lane.FAST, release.released_s, lambda: self._fail(inputs, message), fingerprint=fingerprint)
+                    job = Job(
+                        inputs, Lane.INLINE, release.released_s, partial(self._fail, inputs, message), fingerprint=fingerprint
+                    )
                 else:
                     job = Job(inputs, lane, release.released_s, lambda: self._handler.handle(inputs), fingerprint=fingerprint)
         with self._lock:
@@ -475,9 +482,20 @@ class NodeRuntime:
                 self._deferred[inputs.task_id] = release
                 return
             self._accepted[inputs.task_id] = job
+        if job.lane is Lane.INLINE:
+            self._run_inline(job)
+            return
         pool = self._measure_lane if job.lane is Lane.MEASURE else self._fast_lane
         assert pool is not None
         pool.submit(job)
+
+    def _run_inline(self, job: Job) -> None:
+        """Answer ``job`` on the calling thread (the bus thread, or a lane completing an earlier task of
+        the same id); like a lane, nothing it raises goes further (it is answered either way)."""
+        try:
+            self._run_job(job)
+        except BaseException:
+            log.exception("inline_job_crashed", task_id=str(job.inputs.task_id))
 
     # -- lanes -----------------------------------------------------------------------------------
 

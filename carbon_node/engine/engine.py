@@ -60,6 +60,8 @@ class Engine:
                 electricitymaps_api_key=settings.electricitymaps_api_key,
             )
         self.intensity = intensity
+        # An intensity source that does not say it never blocks (an injected one) is taken to block.
+        self._onnx_lane = Lane.FAST if getattr(intensity, "may_block", True) else Lane.INLINE
         self._clock = clock
         # lane() decodes and routes each task on the bus thread; handle() reuses that work on its lane.
         # Keyed by id(inputs), the inputs kept alongside so that an id reused by a new object never matches.
@@ -68,14 +70,17 @@ class Engine:
     # TaskHandler
 
     def lane(self, inputs: TaskInputs) -> Lane:
-        """MEASURE for the tracker path; FAST for everything else (no_model, ONNX, early errors)."""
+        """MEASURE for the tracker path; INLINE for no_model and early errors, and for ONNX unless its
+        grid intensity may wait on a live lookup (then FAST)."""
         if not inputs.complete:
-            return Lane.FAST
+            return Lane.INLINE
         task, route = self.route(inputs)
         if len(self._routed) >= _ROUTED_MAX:  # tasks routed but never handled (a stop): forget them
             self._routed.clear()
         self._routed[id(inputs)] = (inputs, task, route)
-        return Lane.MEASURE if route.mode is Mode.TRACKER else Lane.FAST
+        if route.mode is Mode.TRACKER:
+            return Lane.MEASURE
+        return self._onnx_lane if route.mode is Mode.ONNX_HW_ONLY else Lane.INLINE
 
     def handle(self, inputs: TaskInputs) -> TaskOutput:
         """The output of a complete task. Measurement failures are answered, not raised."""

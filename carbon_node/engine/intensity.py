@@ -388,6 +388,12 @@ class IntensityChain:
     def __init__(self, sources: Sequence[IntensitySource]) -> None:
         self.sources = tuple(sources)
 
+    @property
+    def may_block(self) -> bool:
+        """Whether a lookup may wait on the network (a live source is in the chain); the others are
+        table lookups in memory."""
+        return any(isinstance(source, LiveIntensity) for source in self.sources)
+
     def lookup(self, location: Location) -> Intensity:
         for source in self.sources:
             answer = source.lookup(location)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from carbon_node.core import CarbonNodeError
+from carbon_node.base import CarbonNodeError
 
 __all__ = [
     "EnergyFigure",

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from carbon_node.core import CarbonNodeError, version
+from carbon_node.base import CarbonNodeError, version
 from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name, load_settings
 
 if TYPE_CHECKING:

@@ -32,16 +32,19 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import structlog
 
-from carbon_node.core import CarbonNodeError, Journal, TaskOutput, version
+from carbon_node.base import CarbonNodeError, version
 from carbon_node.measure.protocol import Measurement, MeasureSpec
 from carbon_node.service.health import Heartbeat, heartbeat_path
-from carbon_node.service.metrics import NodeMetrics
 from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
+
+if TYPE_CHECKING:
+    from carbon_node.core import Journal, TaskOutput
+    from carbon_node.service.metrics import NodeMetrics
 
 __all__ = ["Daemon", "exit_process", "run_daemon"]
 
@@ -118,6 +121,9 @@ class Daemon:
 
         self.measurer = measurer_from_settings(s, scratch_dir)
         self.measurer.start()
+        # Everything else is imported once the worker runs: it imports torch meanwhile, on another core.
+        from carbon_node.service.metrics import NodeMetrics
+
         self.metrics = NodeMetrics(
             pending=lambda: self.runtime.stats().pending if self.runtime is not None else 0,
             in_flight=lambda: self.runtime.stats().in_flight if self.runtime is not None else 0,

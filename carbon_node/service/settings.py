@@ -25,7 +25,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from carbon_node.core import CarbonNodeError
+from carbon_node.base import CarbonNodeError
 
 __all__ = [
     "LoadedSettings",

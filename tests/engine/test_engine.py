@@ -12,7 +12,7 @@ import pytest
 
 from carbon_node.core import Lane, TaskId, TaskInputs, TaskOutput
 from carbon_node.engine import Engine
-from carbon_node.engine.intensity import Intensity, world_average
+from carbon_node.engine.intensity import FixedIntensity, Intensity, world_average
 from carbon_node.measure.protocol import MeasureTimeout, ModelRejected, WorkerCrashed
 from carbon_node.service.settings import Settings
 from carbon_node.testing import FakeIntensitySource, FakeMeasurer, make_inputs, make_measurement
@@ -401,10 +401,10 @@ def test_an_injected_source_without_an_answer_falls_back_to_the_world_average() 
 @pytest.mark.parametrize(
     ("kwargs", "lane"),
     [
-        ({"model": "NO_MODEL"}, Lane.FAST),
-        ({"model_path": "/nonexistent/model.onnx"}, Lane.FAST),
-        ({"latency": math.nan}, Lane.FAST),
-        ({"model": ""}, Lane.FAST),
+        ({"model": "NO_MODEL"}, Lane.INLINE),
+        ({"model_path": "/nonexistent/model.onnx"}, Lane.INLINE),
+        ({"latency": math.nan}, Lane.INLINE),
+        ({"model": ""}, Lane.INLINE),
         ({"model": "org/model"}, Lane.MEASURE),
     ],
 )
@@ -412,12 +412,23 @@ def test_only_tasks_that_measure_use_the_measure_lane(kwargs: dict[str, Any], la
     assert engine().lane(make_inputs(**kwargs)) is lane
 
 
-def test_an_existing_onnx_file_uses_the_fast_lane(onnx_file: str) -> None:
-    assert engine().lane(make_inputs(model_path=onnx_file)) is Lane.FAST
+def test_an_existing_onnx_file_is_answered_inline(onnx_file: str) -> None:
+    assert engine().lane(make_inputs(model_path=onnx_file)) is Lane.INLINE
 
 
-def test_an_incomplete_task_uses_the_fast_lane() -> None:
-    assert engine().lane(TaskInputs(TaskId(1, 1))) is Lane.FAST
+def test_an_onnx_task_whose_intensity_may_wait_on_a_live_lookup_uses_the_fast_lane() -> None:
+    live = engine(live_intensity=True)
+    assert live.lane(make_inputs(model_path="/models/unet.onnx")) is Lane.FAST
+    assert live.lane(make_inputs(model="NO_MODEL")) is Lane.INLINE  # no intensity needed
+
+
+def test_an_injected_intensity_source_is_taken_to_block(onnx_file: str) -> None:
+    fixed = engine(intensity=FixedIntensity(300.0))
+    assert fixed.lane(make_inputs(model_path=onnx_file)) is Lane.FAST
+
+
+def test_an_incomplete_task_is_answered_inline() -> None:
+    assert engine().lane(TaskInputs(TaskId(1, 1))) is Lane.INLINE
 
 
 def test_abort_is_forwarded_to_the_measurer() -> None:

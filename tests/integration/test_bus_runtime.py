@@ -36,6 +36,8 @@ class ScriptedHandler:
 
     def __init__(self) -> None:
         self.handled: list[TaskId] = []
+        self.threads: dict[str, str] = {}
+        """The thread that handled each model."""
         self.slow_started = threading.Event()
         self.slow_release = threading.Event()
         self.aborted = False
@@ -44,12 +46,15 @@ class ScriptedHandler:
         assert inputs.ml_model is not None
         if inputs.ml_model.model == "lane-crash":
             raise RuntimeError("no lane")
+        if inputs.ml_model.model.startswith("inline"):
+            return Lane.INLINE
         return Lane.MEASURE if inputs.ml_model.model.startswith("slow") else Lane.FAST
 
     def handle(self, inputs: TaskInputs) -> TaskOutput:
         assert inputs.ml_model is not None
         model = inputs.ml_model.model
         self.handled.append(inputs.task_id)
+        self.threads[model] = threading.current_thread().name
         if model == "crash":
             raise RuntimeError("callback exploded")
         if model.startswith("slow"):
@@ -437,10 +442,38 @@ def test_a_task_id_reused_while_its_earlier_task_runs_is_computed_after_it(
     handler.slow_release.set()
     wait_for(lambda: len(answered) == 2)
     assert [a.extra_data["model_restrains"] for a in answered] == [["slow-first"], ["second"]]
+
     # Both are written to one output instance in a fraction of a millisecond: a KEEP_LAST(1) reader
     # may see only the second, and the second is what it must end with.
-    wait_for(lambda: task_id in orchestrator.outputs() and extra(orchestrator.outputs()[task_id])["model_restrains"] == ["second"])
+    def ends_with_second() -> bool:
+        output = orchestrator.outputs().get(task_id)
+        return output is not None and extra(output)["model_restrains"] == ["second"]
+
+    wait_for(ends_with_second)
     assert handler.handled == [task_id, task_id]
+
+
+def test_inline_tasks_are_answered_on_the_bus_thread_and_fast_ones_on_a_lane(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], handler: ScriptedHandler
+) -> None:
+    start_node()
+    orchestrator.wait_output(task(orchestrator, 77, "inline-model"), WAIT_S)
+    orchestrator.wait_output(task(orchestrator, 78, "fast-model"), WAIT_S)
+    assert handler.threads["inline-model"] == "carbon-bus"
+    assert handler.threads["fast-model"].startswith("carbon-fast-")
+
+
+def test_an_inline_task_is_answered_while_a_measurement_runs(
+    orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime], handler: ScriptedHandler
+) -> None:
+    start_node()
+    task(orchestrator, 79, "slow")
+    assert handler.slow_started.wait(WAIT_S)
+    try:
+        output = orchestrator.wait_output(task(orchestrator, 80, "inline-model"), WAIT_S)
+        assert extra(output)["mode"] == "no_model"
+    finally:
+        handler.slow_release.set()
 
 
 def test_on_output_receives_queue_and_total_durations(orchestrator: Orchestrator, start_node: Callable[..., NodeRuntime]) -> None:

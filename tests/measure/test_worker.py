@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from carbon_node.measure import tiny
 from carbon_node.measure.protocol import MeasureSpec
-from carbon_node.measure.worker import MeasureService, ModelCache, WorkerConfig
+from carbon_node.measure.worker import EvictedMemory, MeasureService, ModelCache, WorkerConfig, settle_heap
 
 
 def test_the_least_recently_used_model_is_evicted_when_the_count_is_reached() -> None:
@@ -140,3 +141,70 @@ def test_the_torch_thread_setting_is_applied_and_reported(tmp_path: Path, tiny_m
         assert default.measure(spec(tiny_models["text"])).torch_threads == 2  # unset: left as it is
     finally:
         torch.set_num_threads(before)
+
+
+class _Cyclic:
+    """A stand-in model that references itself: only a collector pass frees it."""
+
+    def __init__(self) -> None:
+        self.me = self
+        self.payload = bytearray(1024)
+
+
+class _Plain:
+    """A stand-in model freed by reference counting alone."""
+
+
+def _loaded(model: object) -> Any:
+    from carbon_node.measure.models import LoadedModel
+
+    return LoadedModel(model=model, inputs={}, model_class="X", input_kind="text", device="cpu", dtype="float32", param_bytes=1)
+
+
+def test_an_evicted_model_freed_by_reference_counting_costs_no_collection() -> None:
+    import weakref
+
+    memory = EvictedMemory()
+    cache: ModelCache[Any] = ModelCache(max_entries=1, max_bytes=100, on_evict=memory.watch, after_evict=memory.free)
+    model = _Plain()
+    ref = weakref.ref(model)
+    cache.put("a", _loaded(model), 1)
+    del model
+    cache.make_room(1)
+    assert ref() is None
+    assert memory.collections == 0
+
+
+def test_an_evicted_model_in_a_reference_cycle_is_collected_even_when_it_was_frozen() -> None:
+    import gc
+    import weakref
+
+    memory = EvictedMemory()
+    cache: ModelCache[Any] = ModelCache(max_entries=1, max_bytes=100, on_evict=memory.watch, after_evict=memory.free)
+    model = _Cyclic()
+    ref = weakref.ref(model)
+    cache.put("a", _loaded(model), 1)
+    del model
+    gc.freeze()  # as settle_heap does when the worker is idle with a model in its cache
+    try:
+        cache.make_room(1)
+        assert ref() is None
+        assert memory.collections == 1
+        assert gc.get_freeze_count() > 0  # frozen again afterwards
+    finally:
+        gc.unfreeze()
+
+
+def test_settling_the_heap_freezes_what_is_alive_and_collects_garbage_first() -> None:
+    import gc
+    import weakref
+
+    garbage = _Cyclic()
+    ref = weakref.ref(garbage)
+    del garbage
+    try:
+        settle_heap()
+        assert ref() is None  # collected, not frozen
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
