@@ -113,7 +113,8 @@ class TaskOutput:
 
     ``carbon_g`` is grams CO2e, ``energy_kwh`` kWh, ``grid_ci_g_per_kwh`` gCO2e/kWh, ``extra_data`` the
     JSON object published as UTF-8 bytes. ``node_error`` asks the runtime to publish NODE_ERROR
-    instead of NODE_IDLE after this task (upstream's callback contract).
+    instead of NODE_IDLE after this task (upstream's callback contract). An output is not changed once
+    made, ``extra_data`` included: its bytes are encoded once (:meth:`extra_data_bytes`).
     """
 
     task_id: TaskId
@@ -124,13 +125,20 @@ class TaskOutput:
     node_error: bool = False
     timings: Mapping[str, float] = field(default_factory=dict, compare=False)
     """Seconds spent per stage (``load_s``, ``measure_s``, ...), for logs and metrics; not published."""
+    _extra_bytes: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def mode(self) -> str:
         return str(self.extra_data.get("mode", ""))
 
     def extra_data_bytes(self) -> bytes:
-        return encode_extra_data(self.extra_data)
+        """``extra_data`` as published (:func:`encode_extra_data`), encoded on the first call only: the
+        runtime checks, journals and publishes the same bytes."""
+        encoded = self._extra_bytes
+        if encoded is None:
+            encoded = encode_extra_data(self.extra_data)
+            object.__setattr__(self, "_extra_bytes", encoded)  # a cache, not state: frozen for users
+        return encoded
 
 
 class TaskHandler(Protocol):
@@ -206,9 +214,23 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _json_default(value: Any) -> Any:
+    """What ``json.dumps`` writes for a value it has no encoding for: a mapping as an object, else its text."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
 def encode_extra_data(extra: Mapping[str, Any]) -> bytes:
-    """Encode ``extra_data`` as upstream does (``json.dumps`` default ASCII escaping), always valid JSON."""
-    return json.dumps(_json_safe(extra), allow_nan=False, default=str).encode("utf-8")
+    """Encode ``extra_data`` as upstream does (``json.dumps`` default ASCII escaping), always valid JSON.
+
+    Non-finite floats become ``null`` and keys that JSON cannot hold become their text; the walk that
+    does so (:func:`_json_safe`) runs only when ``json.dumps`` refuses the value as it is, which the
+    engine's own outputs never make it do.
+    """
+    try:
+        text = json.dumps(extra, allow_nan=False, default=_json_default)
+    except (ValueError, TypeError):
+        text = json.dumps(_json_safe(extra), allow_nan=False, default=_json_default)
+    return text.encode("utf-8")
 
 
 def coerce_num_outputs(value: Any) -> int:

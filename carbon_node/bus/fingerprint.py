@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import struct
 from typing import Any
@@ -27,58 +28,75 @@ __all__ = ["FINGERPRINT_VERSION", "digests_fingerprint", "input_digest", "inputs
 FINGERPRINT_VERSION = "v1"
 _DIGEST_BYTES = 16
 _MISSING = b"\x00" * _DIGEST_BYTES
+_DOUBLE = struct.Struct("<d")
 
 
-def _feed(update: Any, value: Any) -> None:
-    """Feed ``value``'s tagged encoding to the hash ``update`` function."""
-    if isinstance(value, bool):
-        update(b"b1" if value else b"b0")
+def _feed(out: list[bytes], value: Any) -> None:
+    """Append ``value``'s tagged encoding to ``out``."""
+    kind = type(value)
+    if kind is str:  # the common kinds first, by exact type: the same bytes as the general case below
+        data = value.encode("utf-8", "surrogatepass")
+        out.append(b"s%d:" % len(data))
+        out.append(data)
+    elif kind is float:
+        out.append(b"f" + _DOUBLE.pack(value))
+    elif isinstance(value, bool):
+        out.append(b"b1" if value else b"b0")
     elif isinstance(value, enum.Enum):
-        _feed(update, value.value)
+        _feed(out, value.value)
     elif isinstance(value, int):
         text = str(value).encode()
-        update(b"i%d:" % len(text) + text)
+        out.append(b"i%d:" % len(text) + text)
     elif isinstance(value, float):
-        update(b"f" + struct.pack("<d", value))
+        out.append(b"f" + _DOUBLE.pack(value))
     elif isinstance(value, str):
         data = value.encode("utf-8", "surrogatepass")
-        update(b"s%d:" % len(data) + data)
+        out.append(b"s%d:" % len(data) + data)
     elif isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
-        update(b"o%d:" % len(data) + data)
+        out.append(b"o%d:" % len(data) + data)
     elif isinstance(value, (list, tuple)):
         try:
             octets = bytes(value)  # an octet sequence: one C call instead of one per element
         except (TypeError, ValueError):
-            update(b"l%d:" % len(value))
+            out.append(b"l%d:" % len(value))
             for item in value:
-                _feed(update, item)
+                _feed(out, item)
         else:
-            update(b"o%d:" % len(octets) + octets)
+            out.append(b"o%d:" % len(octets) + octets)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        _feed_fields(update, value)
+        _feed_fields(out, value)
     else:
         text = repr(value).encode("utf-8", "surrogatepass")
-        update(b"r%d:" % len(text) + text)
+        out.append(b"r%d:" % len(text) + text)
 
 
-def _feed_fields(update: Any, sample: Any) -> None:
-    for spec in dataclasses.fields(sample):
-        if spec.name == "task_id":
-            continue
-        name = spec.name.encode()
-        update(b"n%d:" % len(name) + name)
-        _feed(update, getattr(sample, spec.name))
+@functools.cache
+def _field_tags(cls: type) -> tuple[tuple[str, bytes], ...]:
+    """The fields of dataclass ``cls`` hashed (all but ``task_id``), each with its name tag."""
+    return tuple(
+        (spec.name, b"n%d:" % len(spec.name.encode()) + spec.name.encode())
+        for spec in dataclasses.fields(cls)
+        if spec.name != "task_id"
+    )
+
+
+def _feed_fields(out: list[bytes], sample: Any) -> None:
+    for name, tag in _field_tags(type(sample)):
+        out.append(tag)
+        _feed(out, getattr(sample, name))
 
 
 def input_digest(sample: Any) -> bytes:
-    """16 bytes naming the content of one input sample (``task_id`` excluded); ``None`` is all zeros."""
+    """16 bytes naming the content of one input sample (``task_id`` excluded); ``None`` is all zeros.
+
+    The encoding is collected and hashed in one call: the same digest as feeding it piece by piece.
+    """
     if sample is None:
         return _MISSING
-    digest = hashlib.blake2b(digest_size=_DIGEST_BYTES)
-    digest.update(type(sample).__name__.encode() + b"|")
-    _feed_fields(digest.update, sample)
-    return digest.digest()
+    out = [type(sample).__name__.encode() + b"|"]
+    _feed_fields(out, sample)
+    return hashlib.blake2b(b"".join(out), digest_size=_DIGEST_BYTES).digest()
 
 
 def inputs_fingerprint(inputs: TaskInputs) -> str:

@@ -31,7 +31,7 @@ when INFO is enabled.
 from __future__ import annotations
 
 import dataclasses
-import json
+import logging
 import math
 import threading
 import time
@@ -49,6 +49,7 @@ from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
+from carbon_node.base import log_enabled
 from carbon_node.bus.assembler import Assembler, InputKind, Release, ReleaseKind
 from carbon_node.bus.config_service import ConfigResponder, ConfigService, describe_responder
 from carbon_node.bus.cyclone import (
@@ -95,7 +96,6 @@ from carbon_node.core import (
     TaskId,
     TaskInputs,
     TaskOutput,
-    _json_safe,
     error_output,
 )
 
@@ -122,24 +122,24 @@ def check_output(output: TaskOutput) -> str | None:
 def _checked_extra_data(output: TaskOutput) -> tuple[bytes, str | None]:
     """``output``'s published ``extra_data`` bytes and why it cannot be published (None if it can).
 
-    The checks read the JSON-safe form that is encoded (what the orchestrator decodes), so the bytes
-    are made once and not decoded again.
+    The bytes are the output's own (:meth:`~carbon_node.core.TaskOutput.extra_data_bytes`, encoded once
+    for the check, the journal and the write); the checks read the mapping they were encoded from.
     """
     for name in ("carbon_g", "energy_kwh", "grid_ci_g_per_kwh"):
         value = getattr(output, name)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
             return b"", f"{name} is not a finite number: {value!r}"
+    extra = output.extra_data
+    if not isinstance(extra, Mapping):
+        return b"", "extra_data is not a JSON object"
     try:
-        safe = _json_safe(output.extra_data)
-        encoded = json.dumps(safe, allow_nan=False, default=str).encode("utf-8")
+        encoded = output.extra_data_bytes()
     except (ValueError, TypeError, RecursionError) as exc:
         return b"", f"extra_data is not UTF-8 JSON: {exc}"
-    if not isinstance(safe, dict):
-        return b"", "extra_data is not a JSON object"
-    num_outputs = safe.get("num_outputs")
+    num_outputs = extra.get("num_outputs")
     if not isinstance(num_outputs, int) or isinstance(num_outputs, bool) or num_outputs < 1:
         return b"", f"extra_data.num_outputs is not an integer >= 1: {num_outputs!r}"
-    if not isinstance(safe.get("model_restrains"), list):
+    if not isinstance(extra.get("model_restrains"), (list, tuple)):
         return b"", "extra_data.model_restrains is not a list"
     return encoded, None
 
@@ -539,7 +539,8 @@ class NodeRuntime:
 
         ``extra_bytes`` is ``output``'s encoded ``extra_data`` when the caller already checked it.
         """
-        output = dataclasses.replace(output, task_id=job.inputs.task_id)
+        if output.task_id != job.inputs.task_id:
+            output = dataclasses.replace(output, task_id=job.inputs.task_id)
         with self._lock:
             # Claimed once: the lane finishing a job and stop() answering it as unfinished can race here,
             # and the journal must hold the very output that is published.
@@ -570,23 +571,8 @@ class NodeRuntime:
                 self._replayed += 1
             self._changed.notify_all()
             deferred = self._deferred.pop(job.inputs.task_id, None)
-        ml = job.inputs.ml_model
-        log.info(
-            "task_answered",
-            task_id=str(output.task_id),
-            mode=output.mode,
-            lane=job.lane.value,
-            replay=job.replay,
-            model=_shorten(ml.model) if ml is not None else None,
-            carbon_g=output.carbon_g,
-            energy_kwh=output.energy_kwh,
-            grid_ci_g_per_kwh=output.grid_ci_g_per_kwh,
-            grid_ci_source=output.extra_data.get("grid_ci_source"),
-            power_source=output.extra_data.get("power_source"),
-            cached=output.extra_data.get("cached"),
-            error=output.extra_data.get("error"),
-            **{name: round(value, 6) for name, value in timings.items()},
-        )
+        if log_enabled(__name__, logging.INFO):
+            _log_answer(job, output, timings)
         if self._on_output is not None:
             try:
                 self._on_output(output)
@@ -638,6 +624,27 @@ class NodeRuntime:
 
 _LOGGED_TEXT_CHARS = 200
 """Longest input text (a model name) written to a log line; a peer may send megabytes."""
+
+
+def _log_answer(job: Job, output: TaskOutput, timings: Mapping[str, float]) -> None:
+    """The one info line per answered task."""
+    ml = job.inputs.ml_model
+    log.info(
+        "task_answered",
+        task_id=str(output.task_id),
+        mode=output.mode,
+        lane=job.lane.value,
+        replay=job.replay,
+        model=_shorten(ml.model) if ml is not None else None,
+        carbon_g=output.carbon_g,
+        energy_kwh=output.energy_kwh,
+        grid_ci_g_per_kwh=output.grid_ci_g_per_kwh,
+        grid_ci_source=output.extra_data.get("grid_ci_source"),
+        power_source=output.extra_data.get("power_source"),
+        cached=output.extra_data.get("cached"),
+        error=output.extra_data.get("error"),
+        **{name: round(value, 6) for name, value in timings.items()},
+    )
 
 
 def _shorten(text: str) -> str:

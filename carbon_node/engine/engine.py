@@ -13,12 +13,14 @@ intensity sources are fixed at construction.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
+from carbon_node.base import log_enabled
 from carbon_node.core import CarbonNodeError, Lane, TaskInputs, TaskOutput, error_output
 from carbon_node.engine.intensity import Intensity, IntensitySource, default_intensity_source, world_average
 from carbon_node.engine.paths import Mode, Route, choose_route, failed
@@ -100,18 +102,19 @@ class Engine:
         timings = {**output.timings, "total_s": self._clock() - started}
         output = dataclasses.replace(output, timings=timings)
         # The bus writes the one info line per task (with queue time); this one is for debugging.
-        log.debug(
-            "engine.task_done",
-            task_id=str(task.task_id),
-            model=task.model,
-            mode=output.mode,
-            carbon_g=output.carbon_g,
-            energy_kwh=output.energy_kwh,
-            grid_ci_g_per_kwh=output.grid_ci_g_per_kwh,
-            grid_ci_source=output.extra_data.get("grid_ci_source"),
-            error=output.extra_data.get("error"),
-            **{k: round(v, 4) for k, v in timings.items()},
-        )
+        if log_enabled(__name__, logging.DEBUG):
+            log.debug(
+                "engine.task_done",
+                task_id=str(task.task_id),
+                model=task.model,
+                mode=output.mode,
+                carbon_g=output.carbon_g,
+                energy_kwh=output.energy_kwh,
+                grid_ci_g_per_kwh=output.grid_ci_g_per_kwh,
+                grid_ci_source=output.extra_data.get("grid_ci_source"),
+                error=output.extra_data.get("error"),
+                **{k: round(v, 4) for k, v in timings.items()},
+            )
         return output
 
     def fail(self, inputs: TaskInputs, message: str) -> TaskOutput:

@@ -56,7 +56,7 @@ from typing import Any
 
 import structlog
 
-from carbon_node.core import Answered, TaskId, TaskOutput, encode_extra_data
+from carbon_node.core import Answered, TaskId, TaskOutput
 from carbon_node.service.journal_schema import (
     INSERT,
     SELECT_ONE,
@@ -269,7 +269,7 @@ class SqliteJournal:
         """
         try:
             # The text that is published, so that a replay publishes the very same bytes.
-            extra_text = encode_extra_data(output.extra_data).decode("utf-8")
+            extra_text = output.extra_data_bytes().decode("utf-8")
             row: Row = (
                 output.task_id.problem_id,
                 output.task_id.iteration_id,
