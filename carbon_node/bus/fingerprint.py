@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import hashlib
 import struct
 from typing import Any
@@ -71,14 +70,20 @@ def _feed(out: list[bytes], value: Any) -> None:
         out.append(b"r%d:" % len(text) + text)
 
 
-@functools.cache
+_FIELD_TAGS: dict[type, tuple[tuple[str, bytes], ...]] = {}
+
+
 def _field_tags(cls: type) -> tuple[tuple[str, bytes], ...]:
-    """The fields of dataclass ``cls`` hashed (all but ``task_id``), each with its name tag."""
-    return tuple(
-        (spec.name, b"n%d:" % len(spec.name.encode()) + spec.name.encode())
-        for spec in dataclasses.fields(cls)
-        if spec.name != "task_id"
-    )
+    """The fields of dataclass ``cls`` hashed (all but ``task_id``), each with its name tag; computed once."""
+    tags = _FIELD_TAGS.get(cls)
+    if tags is None:
+        tags = tuple(
+            (spec.name, b"n%d:" % len(spec.name.encode()) + spec.name.encode())
+            for spec in dataclasses.fields(cls)
+            if spec.name != "task_id"
+        )
+        _FIELD_TAGS[cls] = tags
+    return tags
 
 
 def _feed_fields(out: list[bytes], sample: Any) -> None:
