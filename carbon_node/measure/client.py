@@ -129,6 +129,18 @@ class _Worker:
             if self.process.sentinel in ready:
                 raise EOFError("worker exited")
 
+    def drain(self) -> None:
+        """Read, without waiting, what an exited worker sent before it went (its "unavailable" reason)."""
+        try:
+            while self.conn.poll():
+                message = self.conn.recv()
+                if message[0] == "ready":
+                    self.ready = message[1]
+                elif message[0] == "unavailable":
+                    self.unavailable = message[1]
+        except (EOFError, OSError):
+            pass
+
     def kill(self) -> None:
         if self.process.is_alive():
             self.process.kill()
@@ -294,6 +306,8 @@ class WorkerMeasurer:
                 return cached
             with self._state:
                 worker = self._ensure_worker()
+                if worker is None:  # the worker that just exited said why it cannot measure
+                    raise MeasureError(self._unavailable or "measurement unavailable")
                 self._busy, self._aborted = True, False
             try:
                 reply = self._ask(worker, spec)
@@ -363,10 +377,17 @@ class WorkerMeasurer:
             "(task_timeout_s); the worker was replaced"
         )
 
-    def _ensure_worker(self) -> _Worker:
-        """The running worker, spawning one when there is none (call with ``_state`` held)."""
+    def _ensure_worker(self) -> _Worker | None:
+        """The running worker, spawning one when there is none (call with ``_state`` held); None when the
+        worker that exited said that this installation cannot measure (then no other one is started)."""
         if self._worker is None or not self._worker.process.is_alive():
             if self._worker is not None:
+                # A worker that cannot import torch says so and exits at once: often before any
+                # request reaches it. Its reason is in the pipe; starting another would only repeat it.
+                self._worker.drain()
+                self._note_unavailable(self._worker)
+                if self._unavailable is not None:
+                    return None
                 self._worker.kill()
             self._worker = _Worker(self._config)
             log.info("measure.worker_started", pid=self._worker.pid)

@@ -270,3 +270,30 @@ if __name__ == "__main__":
     assert done.returncode == 5, done.stderr[-2000:]
     worker_pid = int(done.stdout.split()[-1])
     assert not Path(f"/proc/{worker_pid}").exists() or "zombie" in Path(f"/proc/{worker_pid}/status").read_text()
+
+
+def test_a_worker_that_cannot_import_torch_and_exits_before_any_request_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from structlog.testing import capture_logs
+
+    from carbon_node.measure.protocol import MeasureError
+
+    package = tmp_path / "no-torch" / "torch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    monkeypatch.syspath_prepend(str(package.parent))  # a spawned worker starts with this process's sys.path
+    measurer = WorkerMeasurer(scratch_dir=tmp_path / "scratch", prime_tdp_table=False)
+    try:
+        measurer.start()
+        deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+        while measurer.worker_pid is not None and time.monotonic() < deadline:
+            time.sleep(0.02)  # the worker says why it cannot measure, then exits
+        assert measurer.worker_pid is None
+        with capture_logs() as logs:
+            for _ in range(2):
+                with pytest.raises(MeasureError, match="torch is not installed"):
+                    measurer.measure(simulated("any-model"))
+        assert "measure.worker_started" not in [entry["event"] for entry in logs]  # none per task
+    finally:
+        measurer.close()
