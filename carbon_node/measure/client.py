@@ -1,7 +1,8 @@
 """The :class:`Measurer` the node uses: a long-lived worker process, restarted when it fails.
 
 :class:`WorkerMeasurer` runs :func:`carbon_node.measure.worker.worker_main` in a process started with the
-``spawn`` context (never a fork of the DDS process) and sends it one spec at a time over a pipe.
+``spawn`` context (never a fork of the DDS process) and sends it one spec at a time over a pipe. The
+worker ends by itself when the node's process is gone, also in the middle of a window.
 
 - Start-up: :meth:`~WorkerMeasurer.start` spawns the worker, which imports torch, transformers and
   carbontracker in the background; a measurement that arrives first is sent at once and served right
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import multiprocessing
+import os
 import signal
 import threading
 import time
@@ -95,7 +97,9 @@ class _Worker:
     def __init__(self, config: WorkerConfig) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.process = ctx.Process(target=worker_main, args=(child_conn, config), name="carbon-node-measure", daemon=True)
+        self.process = ctx.Process(
+            target=worker_main, args=(child_conn, config, os.getpid()), name="carbon-node-measure", daemon=True
+        )
         self.process.start()
         child_conn.close()  # only the child holds its end now: the pipe reports EOF when the child dies
         self.ready: Ready | None = None

@@ -470,9 +470,48 @@ def unavailable_reason(exc: ImportError) -> str:
     return f"measurement unavailable: {what} (install carbon-node[measure])"
 
 
-def worker_main(conn: Connection, config: WorkerConfig) -> None:
-    """The worker process: warm up, then answer measure requests until ``stop`` or the pipe closes."""
+PROCESS_NAME = b"carbon-measure"
+"""The worker's name in ``ps``/``top`` and ``/proc/<pid>/comm`` (Linux; at most 15 bytes)."""
+
+
+def _name_process() -> None:
+    """Name this process :data:`PROCESS_NAME` (Linux ``prctl(PR_SET_NAME)``); elsewhere nothing happens."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(15, ctypes.c_char_p(PROCESS_NAME), 0, 0, 0)  # 15: PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
+PARENT_CHECK_S = 0.5
+"""How often the worker checks that the node that started it still runs."""
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End this process when the node that started it is gone (killed with SIGKILL, or by a second
+    signal): the pipe only reports it between measurements, and a window may last minutes."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    import threading
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def worker_main(conn: Connection, config: WorkerConfig, parent_pid: int | None = None) -> None:
+    """The worker process: warm up, then answer measure requests until ``stop`` or the pipe closes (or
+    the process ``parent_pid`` ends)."""
     import faulthandler
+
+    _name_process()
+    if parent_pid is not None:
+        _exit_with_parent(parent_pid)
 
     # The node decides when the worker ends (it finishes or aborts the running window first): Ctrl-C in
     # a terminal reaches the whole process group, and a service manager may signal every process.
@@ -482,6 +521,8 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
         os.environ["HF_HOME"] = str(config.hub_cache_dir)  # before huggingface_hub is imported
     _redirect_output(config.scratch_dir)
     faulthandler.enable()  # a segfault leaves its Python traceback in worker.log
+    # structlog's own defaults, printing to worker.log: a forked worker inherits the node's stdlib set-up.
+    structlog.reset_defaults()
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     _remove_stale_windows(config.scratch_dir)
     service = MeasureService(config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.types import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 from carbon_node.core import TaskId, decode_extra_data, version
+from carbon_node.measure.worker import PROCESS_NAME
 
 HEAVY = ("torch", "transformers", "carbontracker")
 IDLE_TIMEOUT_S = 30.0
@@ -46,6 +48,18 @@ def children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def measurement_workers(node_pid: int) -> list[int]:
+    """The node's measurement worker processes: named ``carbon-measure`` once running, or still in
+    multiprocessing's spawn start-up (not multiprocessing's resource tracker, which ends on its own)."""
+    found = []
+    for pid in children(node_pid):
+        with contextlib.suppress(FileNotFoundError):
+            proc = Path(f"/proc/{pid}")
+            if (proc / "comm").read_bytes().strip() == PROCESS_NAME or b"spawn_main" in (proc / "cmdline").read_bytes():
+                found.append(pid)
+    return found
 
 
 def send_measurement_task(orchestrator: Orchestrator, task_id: TaskId, model: Path) -> None:
@@ -157,11 +171,26 @@ def test_a_second_signal_exits_at_once_while_shutdown_waits_for_a_measurement(
         idle = orchestrator.wait_status(Status.NODE_IDLE, IDLE_TIMEOUT_S)
         send_measurement_task(orchestrator, TaskId(42, 1), tiny_model)
         orchestrator.wait_status(Status.NODE_RUNNING, 60.0, after=idle + 1)
+        workers = measurement_workers(node.pid)
+        assert workers
         node.send_signal(signal.SIGTERM)
         with pytest.raises(subprocess.TimeoutExpired):
             node.wait(1.0)  # the graceful shutdown waits for the measurement (up to 60 s)
         node.send_signal(signal.SIGTERM)
         assert node.wait(5.0) == -signal.SIGTERM
+    # The worker was in a 120 s window when its node died: it notices and ends within a second or so.
+    deadline = time.monotonic() + 5.0
+    while any(Path(f"/proc/{pid}").exists() and not is_zombie(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists() and not is_zombie(pid)]
+
+
+def is_zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited and waits to be reaped (its state is Z)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def test_metrics_are_served_by_a_running_node(tmp_path: Path, dds_domain: int, node_cleanup: list) -> None:

@@ -8,7 +8,6 @@ interpreter teardown of an idle worker).
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import statistics
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.types import Status
 from carbon_node.core import TaskId, decode_extra_data
-from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, children, send_measurement_task, start_node
+from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, measurement_workers, send_measurement_task, start_node
 
 STOP_BOUND_S = 0.8
 TRIES = 3
@@ -27,16 +26,6 @@ TRIES = 3
 def fresh_dir(path: Path) -> Path:
     path.mkdir()
     return path
-
-
-def measurement_workers(node_pid: int) -> list[int]:
-    """The node's spawned worker processes (not multiprocessing's resource tracker, which ends on its own)."""
-    found = []
-    for pid in children(node_pid):
-        with contextlib.suppress(FileNotFoundError):
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-    return found
 
 
 def sigterm_to_exit_s(node: subprocess.Popen[str], orchestrator: Orchestrator, after: int) -> float:
