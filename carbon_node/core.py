@@ -104,7 +104,7 @@ class TaskInputs:
 
     @property
     def complete(self) -> bool:
-        return not self.missing
+        return self.ml_model is not None and self.hw is not None and self.user_input is not None
 
 
 @dataclass(frozen=True)

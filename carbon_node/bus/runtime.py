@@ -102,6 +102,7 @@ from carbon_node.core import (
 __all__ = ["NodeRuntime", "RuntimeStats", "check_output", "make_status"]
 
 log = structlog.get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 
 _IDLE_WAIT_S = 1.0  # longest waitset wait: bounds how late the bus thread notices expiry and stop
 _TAKE_BATCH = 256
@@ -571,7 +572,7 @@ class NodeRuntime:
                 self._replayed += 1
             self._changed.notify_all()
             deferred = self._deferred.pop(job.inputs.task_id, None)
-        if log_enabled(__name__, logging.INFO):
+        if log_enabled(_stdlib_log, logging.INFO):
             _log_answer(job, output, timings)
         if self._on_output is not None:
             try:

@@ -33,6 +33,7 @@ from carbon_node.service.settings import Settings
 __all__ = ["Engine"]
 
 log = structlog.get_logger(__name__)
+_stdlib_log = logging.getLogger(__name__)
 
 _ROUTED_MAX = 4096
 """Most tasks kept routed by :meth:`Engine.lane` and not yet handled; beyond, :meth:`Engine.handle` decodes again."""
@@ -102,7 +103,7 @@ class Engine:
         timings = {**output.timings, "total_s": self._clock() - started}
         output = dataclasses.replace(output, timings=timings)
         # The bus writes the one info line per task (with queue time); this one is for debugging.
-        if log_enabled(__name__, logging.DEBUG):
+        if log_enabled(_stdlib_log, logging.DEBUG):
             log.debug(
                 "engine.task_done",
                 task_id=str(task.task_id),

@@ -3,7 +3,8 @@
 - ``no_model``: the provider found no model (``NO_MODEL``, any case): zeros and upstream's message.
 - ``onnx_hw_only``: ``model_path`` ends with ``.onnx``: HW power x latency, no measurement. As
   upstream, the file is never opened and need not exist on this host (the model provider usually
-  runs elsewhere); whether it does is reported (``onnx_file_present``, one stat).
+  runs elsewhere); whether it does is reported (``onnx_file_present``: one stat, reused for
+  ``FILE_CHECK_TTL_S`` by the tasks that name the same path, as a burst of tasks does).
 - ``tracker``: measure the model's forward passes under carbontracker.
 - ``error``: anything that cannot be answered; decided here when it is known before measuring.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -55,11 +57,27 @@ class Route:
     onnx_file_present: bool | None = None
 
 
-def _is_file(path: str) -> bool:
+FILE_CHECK_TTL_S = 1.0
+"""Seconds a path's ``onnx_file_present`` answer is reused."""
+
+_FILE_CHECKS_MAX = 1024
+_file_checks: dict[str, tuple[float, bool]] = {}
+
+
+def _is_file(path: str, clock: Callable[[], float] = time.monotonic) -> bool:
+    """Whether ``path`` names a regular file, as a stat said at most ``FILE_CHECK_TTL_S`` ago."""
+    now = clock()
+    known = _file_checks.get(path)
+    if known is not None and now - known[0] < FILE_CHECK_TTL_S:
+        return known[1]
     try:
-        return os.path.isfile(path)
+        present = os.path.isfile(path)
     except (OSError, ValueError):  # e.g. an embedded NUL byte
-        return False
+        present = False
+    if len(_file_checks) >= _FILE_CHECKS_MAX:
+        _file_checks.clear()
+    _file_checks[path] = (now, present)
+    return present
 
 
 def choose_route(task: Task, is_file: Callable[[str], bool] = _is_file) -> Route:
