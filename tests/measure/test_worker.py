@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,6 @@ def test_evicted_values_are_handed_to_the_evict_callback() -> None:
 
 
 def test_room_is_made_before_a_model_is_loaded_and_memory_is_freed_once_unreferenced() -> None:
-    import gc
-    import weakref
 
     class Model:
         pass
@@ -161,30 +161,24 @@ def _loaded(model: object) -> Any:
     return LoadedModel(model=model, inputs={}, model_class="X", input_kind="text", device="cpu", dtype="float32", param_bytes=1)
 
 
-def test_an_evicted_model_freed_by_reference_counting_costs_no_collection() -> None:
-    import weakref
-
+def _kept_alone(model: object) -> tuple[EvictedMemory, ModelCache[Any], weakref.ref[Any]]:
+    """A one-model cache holding ``model`` (and nothing else holding it), with its evicted-memory watcher."""
     memory = EvictedMemory()
     cache: ModelCache[Any] = ModelCache(max_entries=1, max_bytes=100, on_evict=memory.watch, after_evict=memory.free)
-    model = _Plain()
-    ref = weakref.ref(model)
     cache.put("a", _loaded(model), 1)
-    del model
+    return memory, cache, weakref.ref(model)
+
+
+def test_an_evicted_model_freed_by_reference_counting_costs_no_collection() -> None:
+    memory, cache, ref = _kept_alone(_Plain())
     cache.make_room(1)
     assert ref() is None
     assert memory.collections == 0
 
 
 def test_an_evicted_model_in_a_reference_cycle_is_collected_even_when_it_was_frozen() -> None:
-    import gc
-    import weakref
 
-    memory = EvictedMemory()
-    cache: ModelCache[Any] = ModelCache(max_entries=1, max_bytes=100, on_evict=memory.watch, after_evict=memory.free)
-    model = _Cyclic()
-    ref = weakref.ref(model)
-    cache.put("a", _loaded(model), 1)
-    del model
+    memory, cache, ref = _kept_alone(_Cyclic())
     gc.freeze()  # as settle_heap does when the worker is idle with a model in its cache
     try:
         cache.make_room(1)
@@ -196,8 +190,6 @@ def test_an_evicted_model_in_a_reference_cycle_is_collected_even_when_it_was_fro
 
 
 def test_settling_the_heap_freezes_what_is_alive_and_collects_garbage_first() -> None:
-    import gc
-    import weakref
 
     garbage = _Cyclic()
     ref = weakref.ref(garbage)
