@@ -26,6 +26,8 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 |   | null when the CPU was not measured by RAPL or the counters could not be read |
 | ``torch_threads`` | torch's intra-op thread count during the window (the per-pass energy follows it) |
 | ``model_class``, ``device``, ``dtype`` | what was run |
+| ``model_identity`` | which version of the model was measured: ``files:<digest>`` of a local directory's files, |
+|   | ``rev:<commit>`` of a hub snapshot (null on the ONNX path, or when it could not be told) |
 | ``measurement_notes`` | ``tracker`` only, when there are some: how the model was run (weights, synthetic input, ...) |
 | ``onnx_file_present`` | ``onnx_hw_only`` only: whether ``model_path`` exists on this host (never read) |
 | ``units`` | units of the three published doubles |
@@ -120,6 +122,7 @@ def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInferenc
             "model_class": None,
             "device": None,
             "dtype": None,
+            "model_identity": None,
             "onnx_file_present": onnx_file_present,
         }
     )
@@ -160,6 +163,7 @@ def measured_extra_data(task: Task, intensity: Intensity, measurement: Measureme
             "model_class": measurement.model_class,
             "device": measurement.device,
             "dtype": measurement.dtype,
+            "model_identity": measurement.model_identity,
         }
     )
     if measurement.notes:

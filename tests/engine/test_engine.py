@@ -43,6 +43,7 @@ PROVENANCE_KEYS = {
     "model_class",
     "device",
     "dtype",
+    "model_identity",
     "units",
 }
 
@@ -220,7 +221,7 @@ def test_a_tracker_output_carries_every_provenance_key_and_the_upstream_keys() -
     assert (data["energy_figure"], data["counter_energy_kwh"]) == ("carbontracker", None)
 
 
-def test_the_counter_cross_check_and_torch_threads_reach_extra_data() -> None:
+def test_the_counter_cross_check_torch_threads_and_model_identity_reach_extra_data() -> None:
     measurement = make_measurement(
         energy_kwh=2e-6,
         energy_figure="rapl_counter",
@@ -229,12 +230,14 @@ def test_the_counter_cross_check_and_torch_threads_reach_extra_data() -> None:
         torch_threads=3,
         power_source="rapl",
         cpu_power_source="rapl",
+        model_identity="files:0123456789abcdef0123456789abcdef",
     )
     data = published(
         engine(grid_ci_g_per_kwh=300.0, measurer=FakeMeasurer(measurement)).handle(make_inputs(latency=0.001, power=20.0))
     )
     assert data["energy_figure"] == "rapl_counter"
     assert (data["carbontracker_energy_kwh"], data["counter_energy_kwh"], data["torch_threads"]) == (0.0, 2e-6, 3)
+    assert data["model_identity"] == "files:0123456789abcdef0123456789abcdef"
     assert list(data)[:3] == ["num_outputs", "model_restrains", "mode"]
 
 
