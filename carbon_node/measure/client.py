@@ -354,6 +354,7 @@ class WorkerMeasurer:
                     reply: Reply = message[1]
                     return reply
         except (EOFError, OSError):
+            worker.drain()  # what it sent before exiting, also when the request could not be sent at all
             if worker.unavailable is not None:  # it said why before exiting
                 self._note_unavailable(worker)
                 raise MeasureError(worker.unavailable) from None

@@ -272,17 +272,21 @@ if __name__ == "__main__":
     assert not Path(f"/proc/{worker_pid}").exists() or "zombie" in Path(f"/proc/{worker_pid}/status").read_text()
 
 
-def test_a_worker_that_cannot_import_torch_and_exits_before_any_request_is_not_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def without_torch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers spawned from now on cannot import torch (a spawned worker starts with this process's sys.path)."""
+    package = tmp_path / "no-torch" / "torch"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
+    monkeypatch.syspath_prepend(str(package.parent))
+
+
+@pytest.mark.usefixtures("without_torch")
+def test_a_worker_that_cannot_import_torch_and_exits_before_any_request_is_not_replaced(tmp_path: Path) -> None:
     from structlog.testing import capture_logs
 
     from carbon_node.measure.protocol import MeasureError
 
-    package = tmp_path / "no-torch" / "torch"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n")
-    monkeypatch.syspath_prepend(str(package.parent))  # a spawned worker starts with this process's sys.path
     measurer = WorkerMeasurer(scratch_dir=tmp_path / "scratch", prime_tdp_table=False)
     try:
         measurer.start()
@@ -295,5 +299,24 @@ def test_a_worker_that_cannot_import_torch_and_exits_before_any_request_is_not_r
                 with pytest.raises(MeasureError, match="torch is not installed"):
                     measurer.measure(simulated("any-model"))
         assert "measure.worker_started" not in [entry["event"] for entry in logs]  # none per task
+    finally:
+        measurer.close()
+
+
+@pytest.mark.usefixtures("without_torch")
+def test_a_request_to_a_worker_that_just_exited_reads_its_reason_instead_of_calling_it_a_crash(tmp_path: Path) -> None:
+    """The worker may exit between the client's liveness check and its request: the request then cannot
+    be sent, and the reason the worker left in the pipe is the answer, not "the worker died"."""
+    from carbon_node.measure.client import _Worker
+    from carbon_node.measure.protocol import MeasureError
+
+    measurer = WorkerMeasurer(scratch_dir=tmp_path / "scratch", prime_tdp_table=False)
+    worker = _Worker(measurer._config)
+    try:
+        worker.process.join(WORKER_READY_TIMEOUT_S)  # it says why it cannot measure, then exits
+        assert not worker.process.is_alive()
+        with pytest.raises(MeasureError, match="torch is not installed") as raised:
+            measurer._ask(worker, simulated("any-model"))
+        assert not isinstance(raised.value, WorkerCrashed)
     finally:
         measurer.close()
