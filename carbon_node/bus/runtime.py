@@ -460,7 +460,7 @@ class NodeRuntime:
         fingerprint = release.fingerprint
         if release.kind is not ReleaseKind.COMPLETE:
             message = release.error or f"Task {inputs.task_id} incomplete"
-            job = Job(inputs, Lane.INLINE, release.released_s, lambda: self._fail(inputs, message), fingerprint=fingerprint)
+            job = Job(inputs, Lane.INLINE, release.released_s, partial(self._fail, inputs, message), fingerprint=fingerprint)
         else:
             decision = decide(self._journal, inputs, fingerprint or "", release.answered_before)
             stored = decision.replay

@@ -17,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,26 +65,42 @@ def rootfs_key() -> str:
     return _key(SUITE, "minbase", DEBIAN_MIRROR, *ROOTFS_PACKAGES)
 
 
-def build_rootfs() -> Path:
-    """The cached bookworm minbase rootfs (read it, never write it: copy it first). Built when absent."""
-    target = CACHE_DIR / f"rootfs-{SUITE}-{rootfs_key()}"
+def _build_once(target: Path, build: Callable[[Path], str]) -> Path:
+    """The cache entry ``target``, built when absent: ``build(partial)`` fills a partial directory (and
+    fails the test, removing it, when it cannot) and returns the text of the completion marker; the
+    entry is then renamed into place. Concurrent test runs build it once, under a lock."""
     with _locked(target.with_name(target.name + ".lock")):
         if (target / ".carbon-node-complete").exists():
             return target
         partial = target.with_name(target.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        command = [
-            "debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}", SUITE, str(partial), DEBIAN_MIRROR,
-        ]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, timeout=DEBOOTSTRAP_TIMEOUT_S)
-        if done.returncode != 0:
-            shutil.rmtree(partial, ignore_errors=True)
-            pytest.fail(f"debootstrap failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
-        # No package lists are kept; apt-get install of what is there is then a no-op offline.
-        (partial / ".carbon-node-complete").write_text(" ".join(command) + "\n")
+        marker = build(partial)
+        (partial / ".carbon-node-complete").write_text(marker)
         shutil.rmtree(target, ignore_errors=True)
         partial.rename(target)
         return target
+
+
+def _run_or_fail(command: list[str], partial: Path, timeout_s: float, what: str) -> None:
+    """Run a build step; on failure remove ``partial`` and fail the test with the step's output."""
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    if done.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        pytest.fail(f"{what} failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-3000:]}")
+
+
+def build_rootfs() -> Path:
+    """The cached bookworm minbase rootfs (read it, never write it: copy it first). Built when absent."""
+
+    def build(partial: Path) -> str:
+        command = [
+            "debootstrap", "--variant=minbase", f"--include={','.join(ROOTFS_PACKAGES)}", SUITE, str(partial), DEBIAN_MIRROR,
+        ]  # fmt: skip
+        _run_or_fail(command, partial, DEBOOTSTRAP_TIMEOUT_S, "debootstrap")
+        # No package lists are kept; apt-get install of what is there is then a no-op offline.
+        return " ".join(command) + "\n"
+
+    return _build_once(CACHE_DIR / f"rootfs-{SUITE}-{rootfs_key()}", build)
 
 
 def node_requirements() -> list[str]:
@@ -98,28 +114,19 @@ def build_wheelhouse() -> Path:
     """Wheels of everything the node needs (from the host's pip and its configured indexes), cached."""
     requirements = node_requirements()
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    target = CACHE_DIR / f"wheels-py{python}-{_key(python, os.environ.get('TORCH_INDEX_URL', ''), *requirements)}"
-    with _locked(target.with_name(target.name + ".lock")):
-        if (target / ".carbon-node-complete").exists():
-            return target
-        partial = target.with_name(target.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
+    torch_index = os.environ.get("TORCH_INDEX_URL", "")
+
+    def build(partial: Path) -> str:
         pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(partial)]
         # CPU torch first, from where this machine's install took it (.ci/run: TORCH_INDEX_URL, else pip's
         # configured indexes); the rest then resolves torch to that wheel, never to a CUDA build.
-        torch_index = os.environ.get("TORCH_INDEX_URL", "")
-        for command in (
-            [*pip, TORCH, *(["--index-url", torch_index] if torch_index else [])],
-            [*pip, "--find-links", str(partial), *requirements],
-        ):
-            done = subprocess.run(command, capture_output=True, text=True, timeout=WHEELHOUSE_TIMEOUT_S)
-            if done.returncode != 0:
-                shutil.rmtree(partial, ignore_errors=True)
-                pytest.fail(f"pip wheel failed ({done.returncode}): {done.stderr[-3000:]}")
-        (partial / ".carbon-node-complete").write_text("\n".join(requirements) + "\n")
-        shutil.rmtree(target, ignore_errors=True)
-        partial.rename(target)
-        return target
+        _run_or_fail(
+            [*pip, TORCH, *(["--index-url", torch_index] if torch_index else [])], partial, WHEELHOUSE_TIMEOUT_S, "pip wheel"
+        )
+        _run_or_fail([*pip, "--find-links", str(partial), *requirements], partial, WHEELHOUSE_TIMEOUT_S, "pip wheel")
+        return "\n".join(requirements) + "\n"
+
+    return _build_once(CACHE_DIR / f"wheels-py{python}-{_key(python, torch_index, *requirements)}", build)
 
 
 def copy_sources(destination: Path) -> Path:
