@@ -12,6 +12,6 @@ command line's libraries.
 import sys
 
 if __name__ == "__main__":
-    from carbon_node.service.cli import main
+    from carbon_node.cli import main
 
     sys.exit(main(["run", *sys.argv[1:]]))

@@ -34,8 +34,8 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from client import BenchClient  # noqa: E402
 
-from carbon_node.bus.types import Status  # noqa: E402
 from carbon_node.measure.tiny import build_tiny_onnx  # noqa: E402
+from carbon_node.wire import Status  # noqa: E402
 
 LOOPBACK_CYCLONE_XML = (
     '<CycloneDDS><Domain Id="any"><General><Interfaces>'

@@ -24,7 +24,7 @@ sys.path.insert(0, str(BENCH_DIR))
 
 from run import Bench, wait_quiet  # noqa: E402
 
-from carbon_node.bus.types import Status  # noqa: E402
+from carbon_node.wire import Status  # noqa: E402
 
 
 def sample(pid: int, out: Path) -> subprocess.Popen[bytes]:

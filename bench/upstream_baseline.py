@@ -50,7 +50,7 @@ from cyclonedds.util import duration
 
 from carbon_node.bus import qos as node_qos
 from carbon_node.bus.cyclone import configure_cyclone
-from carbon_node.bus.types import (
+from carbon_node.wire import (
     CO2FootprintImpl,
     HWResourceImpl,
     MLModelImpl,

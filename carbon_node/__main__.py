@@ -11,7 +11,7 @@ import sys
 
 def main() -> int:
     """Run the ``carbon-node`` command line with ``sys.argv``; the exit status."""
-    from carbon_node.service.cli import main as cli_main
+    from carbon_node.cli import main as cli_main
 
     return cli_main()
 

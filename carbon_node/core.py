@@ -15,12 +15,13 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from carbon_node.base import CarbonNodeError, version
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
+from carbon_node.wire import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 __all__ = [
+    "LATENCY_UNIT_S",
     "MAX_EXTRA_DATA_BYTES",
     "MAX_LIST_ITEMS",
     "MAX_TEXT_CHARS",
@@ -28,6 +29,7 @@ __all__ = [
     "CarbonNodeError",
     "Journal",
     "Lane",
+    "LatencyUnit",
     "TaskHandler",
     "TaskId",
     "TaskInputs",
@@ -44,6 +46,12 @@ __all__ = [
 ]
 
 NO_MODEL = "NO_MODEL"
+
+LatencyUnit = Literal["h", "s", "ms"]
+"""Units ``HWResource.latency`` comes in: hours (upstream's assumption), seconds or milliseconds."""
+
+LATENCY_UNIT_S: Mapping[str, float] = {"h": 3600.0, "s": 1.0, "ms": 0.001}
+"""Seconds in one unit of ``HWResource.latency``, per configured unit."""
 
 # What one task may carry. A peer may send anything; these keep every step linear and every output
 # small. What is cut is said in the output's ``extra_data.warnings``.

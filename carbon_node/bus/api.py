@@ -3,7 +3,7 @@
 Upstream node code reads and writes samples through one method per field: ``ml_model.model()`` reads,
 ``co2.carbon_footprint(1.5)`` writes, ``user_input.extra_data()`` returns the octets as a list of ints,
 ``ml_model.task_id().problem_id()`` reads a nested struct. :class:`WireAccessor` gives exactly that
-over any wire dataclass of :mod:`carbon_node.bus.types`, so a node written for ``sustainml_py`` runs
+over any wire dataclass of :mod:`carbon_node.wire`, so a node written for ``sustainml_py`` runs
 unchanged. The named subclasses only exist for readability and ``isinstance`` checks.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from cyclonedds.idl import IdlEnum
 
-from carbon_node.bus.types import (
+from carbon_node.wire import (
     CO2FootprintImpl,
     ErrorCode,
     HWResourceImpl,

@@ -31,8 +31,8 @@ from typing import Any
 import structlog
 
 from carbon_node.bus.fingerprint import digests_fingerprint, input_digest
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, UserInputImpl
 from carbon_node.core import TaskId, TaskInputs
+from carbon_node.wire import HWResourceImpl, MLModelImpl, UserInputImpl
 
 __all__ = ["Assembler", "InputKind", "Release", "ReleaseKind"]
 

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
+from carbon_node.wire import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 __all__ = ["decoder_for", "fast_decode"]
 
@@ -101,7 +101,7 @@ _LAYOUTS: dict[type[Any], tuple[_Reader, ...]] = {
     HWResourceImpl: (_S, _D, _D, _D, _D, _O, _T),
     UserInputImpl: (_S, _S, _S, _SS, _SS, _U, _U, _B, _I, _B, _D, _S, _S, _O, _T),
 }
-"""Member readers in declaration order (bus/types.py); tests/bus/test_codec.py checks them against the types."""
+"""Member readers in declaration order (carbon_node/wire.py); tests/bus/test_codec.py checks them against the types."""
 
 _XCDR1_LE = b"\x00\x01"
 

@@ -29,7 +29,7 @@ from cyclonedds.topic import Topic
 
 from carbon_node.bus.cyclone import take_samples
 from carbon_node.bus.qos import REQUEST_TOPIC, RESPONSE_TOPIC, config_qos
-from carbon_node.bus.types import ErrorCode, RequestTypeImpl, ResponseTypeImpl
+from carbon_node.wire import ErrorCode, RequestTypeImpl, ResponseTypeImpl
 
 __all__ = ["CARBON_NODE_ID", "ConfigResponder", "ConfigService", "describe_responder", "unsupported_response"]
 

@@ -26,7 +26,6 @@ import structlog
 from carbon_node.bus.api import CO2Footprint, HWResource, MLModel, NodeStatus, RequestType, ResponseType, UserInput
 from carbon_node.bus.cyclone import domain_id_from_env
 from carbon_node.bus.runtime import NodeRuntime
-from carbon_node.bus.types import CO2FootprintImpl, NodeStatusImpl, RequestTypeImpl, ResponseTypeImpl, Status
 from carbon_node.core import (
     NO_MODEL,
     Lane,
@@ -37,6 +36,7 @@ from carbon_node.core import (
     decode_extra_data,
     error_output,
 )
+from carbon_node.wire import CO2FootprintImpl, NodeStatusImpl, RequestTypeImpl, ResponseTypeImpl, Status
 
 __all__ = ["CallbackHandler", "CarbonFootprintNode", "TaskCallback", "callback_lane", "service_responder"]
 

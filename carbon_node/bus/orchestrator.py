@@ -39,7 +39,8 @@ from carbon_node.bus.qos import (
     orchestrator_input_writer_qos,
     orchestrator_output_reader_qos,
 )
-from carbon_node.bus.types import (
+from carbon_node.core import LATENCY_UNIT_S, TaskId, decode_extra_data
+from carbon_node.wire import (
     CmdNode,
     CmdTask,
     CO2FootprintImpl,
@@ -53,8 +54,6 @@ from carbon_node.bus.types import (
     TaskIdImpl,
     UserInputImpl,
 )
-from carbon_node.core import TaskId, decode_extra_data
-from carbon_node.engine.task import LATENCY_UNIT_S
 
 __all__ = [
     "Orchestrator",

@@ -78,16 +78,6 @@ from carbon_node.bus.qos import (
     status_writer_qos,
 )
 from carbon_node.bus.replay import decide, record
-from carbon_node.bus.types import (
-    CO2FootprintImpl,
-    HWResourceImpl,
-    MLModelImpl,
-    NodeControlImpl,
-    NodeStatusImpl,
-    Status,
-    TaskIdImpl,
-    UserInputImpl,
-)
 from carbon_node.core import (
     CarbonNodeError,
     Journal,
@@ -97,6 +87,16 @@ from carbon_node.core import (
     TaskInputs,
     TaskOutput,
     error_output,
+)
+from carbon_node.wire import (
+    CO2FootprintImpl,
+    HWResourceImpl,
+    MLModelImpl,
+    NodeControlImpl,
+    NodeStatusImpl,
+    Status,
+    TaskIdImpl,
+    UserInputImpl,
 )
 
 __all__ = ["NodeRuntime", "RuntimeStats", "check_output", "make_status"]

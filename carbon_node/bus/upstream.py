@@ -26,8 +26,8 @@ from carbon_node.bus.cyclone import BusError
 from carbon_node.bus.fingerprint import inputs_fingerprint
 from carbon_node.bus.replay import decide, record
 from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output, fail_safely
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
 from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
+from carbon_node.wire import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
 
 __all__ = [
     "Bus",

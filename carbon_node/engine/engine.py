@@ -6,8 +6,9 @@ tracker path only) -> scale per inference (:mod:`.scaling`) -> build ``extra_dat
 (:mod:`.provenance`). Expected failures become the error output here; the runtime turns anything
 else that :meth:`Engine.handle` raises into :meth:`Engine.fail`.
 
-The engine holds no state that one task changes for the next (F5): settings, the measurer and the
-intensity sources are fixed at construction.
+The engine holds no state that one task changes for the next (F5): its configuration
+(:class:`~carbon_node.engine.config.EngineConfig`, plain values), the measurer and the intensity
+sources are fixed at construction.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import structlog
 
 from carbon_node.base import log_enabled
 from carbon_node.core import CarbonNodeError, Lane, TaskInputs, TaskOutput, error_output
+from carbon_node.engine.config import EngineConfig
 from carbon_node.engine.intensity import Intensity, IntensitySource, default_intensity_source, world_average
 from carbon_node.engine.paths import Mode, Route, choose_route, failed
 from carbon_node.engine.provenance import UNITS, measured_extra_data, onnx_extra_data, simple_extra_data
 from carbon_node.engine.scaling import PerInference, hw_energy_kwh, scale_measurement
 from carbon_node.engine.task import Task, decode_task
 from carbon_node.measure.protocol import Measurer, MeasureSpec
-from carbon_node.service.settings import Settings
 
 __all__ = ["Engine"]
 
@@ -43,24 +44,24 @@ class Engine:
     """Implements :class:`carbon_node.core.TaskHandler` for the Carbon Footprint node.
 
     ``intensity`` replaces the whole resolution chain (default: :func:`default_intensity_source` from
-    ``settings``); ``clock`` (seconds, monotonic) times each task for ``TaskOutput.timings``.
+    ``config``); ``clock`` (seconds, monotonic) times each task for ``TaskOutput.timings``.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        config: EngineConfig,
         measurer: Measurer,
         intensity: IntensitySource | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.measurer = measurer
         if intensity is None:
             intensity = default_intensity_source(
-                settings.grid_ci_g_per_kwh,
-                live_intensity=settings.live_intensity,
-                live_intensity_timeout_s=settings.live_intensity_timeout_s,
-                electricitymaps_api_key=settings.electricitymaps_api_key,
+                config.grid_ci_g_per_kwh,
+                live_intensity=config.live_intensity,
+                live_intensity_timeout_s=config.live_intensity_timeout_s,
+                electricitymaps_api_key=config.electricitymaps_api_key,
             )
         self.intensity = intensity
         # An intensity source that does not say it never blocks (an injected one) is taken to block.
@@ -120,7 +121,7 @@ class Engine:
 
     def fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
         """The error output of a task that cannot be computed. Never raises."""
-        return error_output(inputs, message, latency_unit=self.settings.latency_unit, units=dict(UNITS))
+        return error_output(inputs, message, latency_unit=self.config.latency_unit, units=dict(UNITS))
 
     def abort(self) -> None:
         """Abort the measurement in progress, when the measurer supports it (shutdown)."""
@@ -132,19 +133,19 @@ class Engine:
 
     def route(self, inputs: TaskInputs) -> tuple[Task, Route]:
         """Decode complete ``inputs`` and choose their path (cheap: one stat at most)."""
-        task = decode_task(inputs, self.settings.latency_unit)
+        task = decode_task(inputs, self.config.latency_unit)
         return task, choose_route(task)
 
     def spec(self, task: Task) -> MeasureSpec:
         """What the measurer is asked to measure for ``task``."""
-        s = self.settings
+        s = self.config
         return MeasureSpec(
             model=task.model,
             window_s=s.window_s,
             device=s.device,
             unsupported_models=task.unsupported_models,
             trust_remote_code=s.trust_remote_code,
-            model_dirs=s.allowed_model_dirs,
+            model_dirs=s.model_dirs,
             max_model_mb=s.max_model_mb,
             load_timeout_s=s.model_load_timeout_s,
             sim_cpu_tdp_w=s.sim_cpu_tdp_w,
@@ -189,7 +190,7 @@ class Engine:
             latency_s=task.latency_s,
             power_w=task.power_w,
             grid_ci_g_per_kwh=intensity.g_per_kwh,
-            method=self.settings.per_inference,
+            method=self.config.per_inference,
         )
         return TaskOutput(
             task.task_id,

@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from carbon_node.core import (
+    LATENCY_UNIT_S,
     MAX_LIST_ITEMS,
     MAX_TEXT_CHARS,
     NO_MODEL,
+    LatencyUnit,
     TaskId,
     TaskInputs,
     cut_text,
@@ -32,11 +34,6 @@ from carbon_node.core import (
 )
 
 __all__ = ["LATENCY_UNIT_S", "LatencyUnit", "Location", "Task", "decode_task", "latency_to_s"]
-
-LatencyUnit = Literal["h", "s", "ms"]
-
-LATENCY_UNIT_S: Mapping[str, float] = {"h": 3600.0, "s": 1.0, "ms": 0.001}
-"""Seconds in one unit of ``HWResource.latency``, per configured unit."""
 
 
 def latency_to_s(latency: float, unit: LatencyUnit) -> float:

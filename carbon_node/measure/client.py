@@ -36,7 +36,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
@@ -51,10 +51,7 @@ from carbon_node.measure.protocol import (
 )
 from carbon_node.measure.worker import Ready, Reply, WorkerConfig, worker_main
 
-if TYPE_CHECKING:
-    from carbon_node.service.settings import Settings
-
-__all__ = ["WorkerMeasurer", "measurer_from_settings"]
+__all__ = ["WorkerMeasurer"]
 
 log = structlog.get_logger(__name__)
 
@@ -450,17 +447,3 @@ class WorkerMeasurer:
             "cached_models": float(self.cached_models),
             "cached_measurements": float(len(self._results)),
         }
-
-
-def measurer_from_settings(settings: Settings, scratch_dir: Path) -> WorkerMeasurer:
-    """The worker measurer the node's settings describe (not started); the daemon and ``estimate`` use it."""
-    return WorkerMeasurer(
-        task_timeout_s=settings.task_timeout_s,
-        model_cache_max_models=settings.model_cache_max_models,
-        model_cache_max_mb=settings.model_cache_max_mb,
-        measure_cache_ttl_s=settings.measure_cache_ttl_s,
-        scratch_dir=scratch_dir,
-        hub_cache_dir=settings.cache_dir / "huggingface",
-        torch_threads=settings.torch_threads,
-        prime_tdp_table=not settings.simulated_power,
-    )

@@ -1,2 +1,3 @@
-"""The ``carbon-node report`` page: :mod:`.summary` (figures per model), :mod:`.charts` (matplotlib SVG),
-:mod:`.page` (the HTML). Only the ``report`` command imports this package; the node never does."""
+"""Reading what the node answered: ``carbon-node results`` (:mod:`.results`: the journal, read-only) and
+``carbon-node report`` (:mod:`.summary`: figures per model, :mod:`.charts`: matplotlib SVG, :mod:`.page`:
+the HTML). Only those two commands import this package; the node never does."""

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from carbon_node.report.results import Answer
 from carbon_node.report.summary import ModelSummary, Stats
-from carbon_node.service.results import Answer
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -1,7 +1,7 @@
 """``carbon-node report``: one self-contained HTML page that compares the models a node has answered for.
 
-The flow: the answers (:func:`carbon_node.service.results.read_answers`, filtered by a
-:class:`~carbon_node.service.results.Query`) -> :func:`carbon_node.report.summary.summarize` -> the two
+The flow: the answers (:func:`carbon_node.report.results.read_answers`, filtered by a
+:class:`~carbon_node.report.results.Query`) -> :func:`carbon_node.report.summary.summarize` -> the two
 charts as inline SVG (:mod:`carbon_node.report.charts`, matplotlib) -> :func:`render_page`, sections in
 this order: the figures per model, the charts, how the figures were obtained, the errors, and what
 the page was made from.
@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from carbon_node.core import version
+from carbon_node.report.results import Answer
 from carbon_node.report.summary import ModelSummary, Stats, Summary, summarize
-from carbon_node.service.results import Answer
 
 __all__ = ["EMPTY_MESSAGE", "number", "render_page", "render_report"]
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from carbon_node.service.results import Answer
+from carbon_node.report.results import Answer
 
 __all__ = ["ErrorGroup", "ModelSummary", "Stats", "Summary", "summarize"]
 

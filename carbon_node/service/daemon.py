@@ -117,9 +117,9 @@ class Daemon:
         scratch_dir = s.state_dir / "scratch"
         scratch_dir.mkdir(parents=True, exist_ok=True)
 
-        from carbon_node.measure.client import measurer_from_settings
+        from carbon_node.service.wiring import engine_config, worker_measurer
 
-        self.measurer = measurer_from_settings(s, scratch_dir)
+        self.measurer = worker_measurer(s, scratch_dir)
         self.measurer.start()
         # Everything else is imported once the worker runs: it imports torch meanwhile, on another core.
         from carbon_node.service.metrics import NodeMetrics
@@ -132,7 +132,7 @@ class Daemon:
 
         from carbon_node.engine.engine import Engine
 
-        self.engine = Engine(s, ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
+        self.engine = Engine(engine_config(s), ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
         self.journal = self._open_journal()
         from carbon_node.bus.upstream import make_bus, resolve_bus_kind
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from carbon_node.bus.api import CO2Footprint, HWResource, MLModel, NodeStatus, ResponseType, to_octets
-from carbon_node.bus.types import (
+from carbon_node.wire import (
     CO2FootprintImpl,
     ErrorCode,
     HWResourceImpl,

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from carbon_node.bus.assembler import Assembler, InputKind, ReleaseKind
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 from carbon_node.core import TaskId
+from carbon_node.wire import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 ML, HW, USER = InputKind.ML_MODEL, InputKind.HW_RESOURCES, InputKind.USER_INPUT
 

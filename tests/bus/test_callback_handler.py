@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from carbon_node.bus.node import CallbackHandler, CarbonFootprintNode, callback_lane
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, Status, TaskIdImpl, UserInputImpl
 from carbon_node.core import Lane, TaskId, TaskInputs
+from carbon_node.wire import HWResourceImpl, MLModelImpl, Status, TaskIdImpl, UserInputImpl
 
 
 def inputs(model: str = "gpt2", model_path: str = "", user_extra: dict[str, Any] | None = None) -> TaskInputs:

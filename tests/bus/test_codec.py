@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from carbon_node.bus.codec import _LAYOUTS, decoder_for, fast_decode
 from carbon_node.bus.cyclone import _pad4, encode_output, encode_output_key
-from carbon_node.bus.types import WIRE_TYPES, CO2FootprintImpl, HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
+from carbon_node.wire import WIRE_TYPES, CO2FootprintImpl, HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 from tests.conftest import VECTORS_DIR
 
 INPUT_TYPES = (MLModelImpl, HWResourceImpl, UserInputImpl)

@@ -8,8 +8,8 @@ import math
 import pytest
 
 from carbon_node.bus.fingerprint import input_digest, inputs_fingerprint
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 from carbon_node.core import TaskId, TaskInputs, make_inputs
+from carbon_node.wire import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 
 def test_the_same_inputs_under_another_task_id_have_the_same_fingerprint() -> None:

@@ -11,7 +11,7 @@ import pytest
 from cyclonedds.idl import IdlEnum, IdlStruct
 from cyclonedds.idl._support import Endianness
 
-from carbon_node.bus.types import WIRE_TYPES, CO2FootprintImpl, TaskIdImpl
+from carbon_node.wire import WIRE_TYPES, CO2FootprintImpl, TaskIdImpl
 from tests.conftest import VECTORS_DIR
 
 

@@ -15,10 +15,10 @@ from structlog.testing import capture_logs
 
 from carbon_node.bus.cyclone import BusError
 from carbon_node.bus.runtime import NodeRuntime
-from carbon_node.bus.types import MLModelImpl
 from carbon_node.bus.upstream import UpstreamRuntime, make_bus, upstream_available, wire_from_accessors
 from carbon_node.core import Lane, TaskId, TaskInputs, TaskOutput, base_extra_data, error_output
 from carbon_node.service.journal import SqliteJournal
+from carbon_node.wire import MLModelImpl
 
 FAKE_ROOT = Path(__file__).resolve().parent.parent / "fake_sustainml"
 

@@ -12,9 +12,9 @@ import pytest
 
 from carbon_node.core import Lane, TaskId, TaskInputs, TaskOutput
 from carbon_node.engine import Engine
+from carbon_node.engine.config import EngineConfig
 from carbon_node.engine.intensity import FixedIntensity, Intensity, world_average
 from carbon_node.measure.protocol import MeasureTimeout, ModelRejected, WorkerCrashed
-from carbon_node.service.settings import Settings
 from carbon_node.testing import FakeIntensitySource, FakeMeasurer, make_inputs, make_measurement
 
 FAILED = "Failed to obtain carbon footprint information: "
@@ -49,7 +49,7 @@ PROVENANCE_KEYS = {
 
 
 def engine(measurer: FakeMeasurer | None = None, intensity: Any = None, **settings: Any) -> Engine:
-    return Engine(Settings(**settings), measurer or FakeMeasurer(), intensity=intensity)
+    return Engine(EngineConfig(**settings), measurer or FakeMeasurer(), intensity=intensity)
 
 
 def published(output: TaskOutput) -> dict[str, Any]:
@@ -263,7 +263,7 @@ def test_the_measure_spec_comes_from_the_settings_and_the_task() -> None:
 def test_timings_come_from_the_measurement() -> None:
     measurer = FakeMeasurer(make_measurement(load_s=0.7, measure_s=1.3))
     ticks = itertools.count(start=10.0, step=2.5)
-    out = Engine(Settings(), measurer, clock=lambda: next(ticks)).handle(make_inputs())
+    out = Engine(EngineConfig(), measurer, clock=lambda: next(ticks)).handle(make_inputs())
     assert out.timings == {"load_s": 0.7, "measure_s": 1.3, "total_s": 2.5}
 
 
@@ -445,4 +445,4 @@ def test_abort_without_a_measurer_abort_does_nothing() -> None:
         def measure(self, spec: Any) -> Any:
             raise AssertionError
 
-    Engine(Settings(), Plain()).abort()
+    Engine(EngineConfig(), Plain()).abort()

@@ -8,7 +8,7 @@ from typing import Any
 
 from carbon_node.core import MAX_EXTRA_DATA_BYTES, MAX_LIST_ITEMS, MAX_TEXT_CHARS, base_extra_data, cut_text, error_output
 from carbon_node.engine import Engine
-from carbon_node.service.settings import Settings
+from carbon_node.engine.config import EngineConfig
 from carbon_node.testing import FakeMeasurer, make_inputs
 
 
@@ -35,7 +35,7 @@ def test_merging_model_restrains_takes_time_linear_in_the_list() -> None:
 
 
 def test_a_long_model_restrains_is_cut_to_its_first_entries_with_a_warning() -> None:
-    data = published(Engine(Settings(), FakeMeasurer()), model="NO_MODEL", user_extra={"model_restrains": names(100_000)})
+    data = published(Engine(EngineConfig(), FakeMeasurer()), model="NO_MODEL", user_extra={"model_restrains": names(100_000)})
     assert len(json.dumps({"model_restrains": names(100_000)})) < MAX_EXTRA_DATA_BYTES  # decoded, then cut
     assert data["model_restrains"] == ["NO_MODEL", *names(MAX_LIST_ITEMS - 1)]
     assert any(f"{100_000 - MAX_LIST_ITEMS + 1} entries beyond the first {MAX_LIST_ITEMS}" in w for w in data["warnings"])
@@ -51,7 +51,7 @@ def test_duplicates_are_still_removed_keeping_the_first_occurrence() -> None:
 
 
 def test_megabyte_texts_are_cut_and_the_output_stays_small() -> None:
-    engine = Engine(Settings(), FakeMeasurer())
+    engine = Engine(EngineConfig(), FakeMeasurer())
     big = "x" * 1_000_000
     for inputs in (
         {"model": big},
@@ -72,14 +72,14 @@ def test_a_cut_path_keeps_its_suffix() -> None:
 
 def test_extra_data_over_the_size_limit_is_ignored_with_a_warning() -> None:
     huge = json.dumps({"num_outputs": 3, "pad": "x" * MAX_EXTRA_DATA_BYTES})
-    data = published(Engine(Settings(), FakeMeasurer()), model="NO_MODEL", user_extra=huge)
+    data = published(Engine(EngineConfig(), FakeMeasurer()), model="NO_MODEL", user_extra=huge)
     assert data["num_outputs"] == 1
     assert any("over the limit" in w for w in data["warnings"])
 
 
 def test_deep_nesting_is_invalid_json_not_a_crash() -> None:
     deep = b'{"num_outputs": 2, "a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    data = published(Engine(Settings(), FakeMeasurer()), model="NO_MODEL", user_extra=deep)
+    data = published(Engine(EngineConfig(), FakeMeasurer()), model="NO_MODEL", user_extra=deep)
     assert data["mode"] == "no_model" and any("not valid JSON" in w for w in data["warnings"])
 
 

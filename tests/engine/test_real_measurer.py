@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +9,7 @@ from typing import Any
 import pytest
 
 from carbon_node.engine import Engine
-from carbon_node.engine.estimate import run_estimate
-from carbon_node.service.settings import Settings
+from carbon_node.engine.config import EngineConfig
 from carbon_node.testing import make_inputs
 
 tiny = pytest.importorskip("carbon_node.measure.tiny")
@@ -39,8 +36,8 @@ def measurer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield worker
 
 
-def settings(**values: Any) -> Settings:
-    return Settings(window_s=WINDOW_S, device="cpu", latency_unit="s", **values)
+def settings(**values: Any) -> EngineConfig:
+    return EngineConfig(window_s=WINDOW_S, device="cpu", latency_unit="s", **values)
 
 
 def test_simulated_power_gives_watts_times_window_times_pue(measurer: Any, text_model: str) -> None:
@@ -98,16 +95,3 @@ def test_a_real_onnx_file_takes_the_hw_only_path(measurer: Any, tmp_path: Path) 
     assert out.mode == "onnx_hw_only"
     assert out.energy_kwh == pytest.approx(0.002)
     assert out.carbon_g == pytest.approx(0.8)
-
-
-def test_the_estimate_command_measures_with_its_own_worker(text_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    out, err = io.StringIO(), io.StringIO()
-    status = run_estimate(settings(sim_cpu_tdp_w=40.0), text_model, 0.02, 5.0, "Germany", "", True, out, err)
-    result = json.loads(out.getvalue())
-    assert status == 0, result
-    assert result["extra_data"]["mode"] == "tracker"
-    assert result["extra_data"]["grid_ci_source"] == "offline_table"
-    assert result["carbon_intensity"] == pytest.approx(344.13992)
-    assert "measurement worker ready" in err.getvalue()
-    assert "loading model" in err.getvalue() and "then a 0.3 s window" in err.getvalue()

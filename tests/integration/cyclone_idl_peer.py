@@ -1,4 +1,4 @@
-"""A Cyclone DDS orchestrator peer whose types come from the IDL text, not from carbon_node.bus.types.
+"""A Cyclone DDS orchestrator peer whose types come from the IDL text, not from carbon_node.wire.
 
 Run as a separate process by ``test_idl_peer.py``. It reads ``fastdds_peer/typesImpl.idl`` (the IDL the
 Fast DDS peer compiles) and declares each struct as ``idlc -l py`` would: FINAL as the IDL says,

@@ -25,14 +25,15 @@ from hypothesis import strategies as st
 
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.runtime import NodeRuntime, check_output
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 from carbon_node.core import MAX_EXTRA_DATA_BYTES, TaskId, TaskInputs
 from carbon_node.engine.engine import Engine
 from carbon_node.measure.models import resolve_model_source
 from carbon_node.measure.protocol import Measurement, MeasureSpec
 from carbon_node.service.journal import SqliteJournal
 from carbon_node.service.settings import load_settings
+from carbon_node.service.wiring import engine_config
 from carbon_node.testing import make_measurement
+from carbon_node.wire import HWResourceImpl, MLModelImpl, TaskIdImpl, UserInputImpl
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -135,7 +136,7 @@ def node(tmp_path: Path, dds_domain: int, monkeypatch: pytest.MonkeyPatch) -> It
             "CARBON_NODE_MODEL_DIRS": str(tmp_path / "models"),
         }
     )
-    engine = Engine(loaded.settings, ResolvingMeasurer())
+    engine = Engine(engine_config(loaded.settings), ResolvingMeasurer())
     journal = SqliteJournal(tmp_path / "state" / "journal.sqlite3", max_tasks=10_000, retention_s=3600.0)
     runtime = NodeRuntime(engine, domain_id=dds_domain, input_timeout_s=30.0, max_pending=500, journal=journal)
     runtime.start(timeout_s=30)

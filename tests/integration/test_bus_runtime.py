@@ -16,7 +16,8 @@ from structlog.testing import capture_logs
 
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.runtime import NodeRuntime
-from carbon_node.bus.types import (
+from carbon_node.core import Answered, Lane, TaskId, TaskInputs, TaskOutput, base_extra_data, error_output
+from carbon_node.wire import (
     CmdNode,
     CO2FootprintImpl,
     HWResourceImpl,
@@ -26,7 +27,6 @@ from carbon_node.bus.types import (
     TaskIdImpl,
     UserInputImpl,
 )
-from carbon_node.core import Answered, Lane, TaskId, TaskInputs, TaskOutput, base_extra_data, error_output
 
 WAIT_S = 10.0  # generous bound for one DDS round trip on a loaded 2-core machine
 
@@ -241,7 +241,7 @@ from cyclonedds.pub import DataWriter
 from cyclonedds.topic import Topic
 from carbon_node.bus.cyclone import create_participant
 from carbon_node.bus.qos import USER_INPUT_TOPIC, orchestrator_input_writer_qos
-from carbon_node.bus.types import TaskIdImpl, UserInputImpl
+from carbon_node.wire import TaskIdImpl, UserInputImpl
 
 class NotUtf8(str):
     def encode(self, *args, **kwargs):

@@ -17,8 +17,8 @@ import pytest
 
 from carbon_node import CarbonFootprintNode
 from carbon_node.bus.orchestrator import Orchestrator, OrchestratorTimeout, format_result, send_task
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 from carbon_node.core import TaskId
+from carbon_node.wire import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 
 WAIT_S = 15.0
 TASKS = 20

@@ -33,7 +33,12 @@ from cyclonedds.topic import Topic
 from cyclonedds.util import duration
 
 from carbon_node.bus.runtime import NodeRuntime
-from carbon_node.bus.types import (
+from carbon_node.core import NO_MODEL, base_extra_data, decode_extra_data, encode_extra_data
+from carbon_node.engine.engine import Engine
+from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec
+from carbon_node.service.settings import load_settings
+from carbon_node.service.wiring import engine_config
+from carbon_node.wire import (
     CO2FootprintImpl,
     HWResourceImpl,
     MLModelImpl,
@@ -42,10 +47,6 @@ from carbon_node.bus.types import (
     TaskIdImpl,
     UserInputImpl,
 )
-from carbon_node.core import NO_MODEL, base_extra_data, decode_extra_data, encode_extra_data
-from carbon_node.engine.engine import Engine
-from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec
-from carbon_node.service.settings import load_settings
 from tests.conftest import missing_tool
 
 pytestmark = pytest.mark.interop
@@ -190,7 +191,7 @@ def run_peer(
 
 
 class CycloneStandIn:
-    """A minimal carbon node made only of ``carbon_node.bus.types`` and cyclonedds.
+    """A minimal carbon node made only of ``carbon_node.wire`` and cyclonedds.
 
     It proves the wire contract independently of the node runtime: entity name CARBON_FOOTPRINT_NODE, XCDR1,
     the upstream QoS, INITIALIZING then IDLE at start, RUNNING/IDLE around each task and one NO_MODEL
@@ -345,7 +346,7 @@ class _NoMeasurer:
 @pytest.fixture
 def node_runtime(interop_discovery: None, dds_domain: int) -> Iterator[NodeRuntime]:
     """The node's runtime and engine in this process (everything but the CLI and the measurement worker)."""
-    engine = Engine(load_settings(environ={}).settings, _NoMeasurer())
+    engine = Engine(engine_config(load_settings(environ={}).settings), _NoMeasurer())
     runtime = NodeRuntime(engine, domain_id=dds_domain)
     runtime.start(timeout_s=NODE_START_TIMEOUT_S)
     yield runtime

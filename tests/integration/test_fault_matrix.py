@@ -29,9 +29,9 @@ from cyclonedds.util import duration
 
 from carbon_node.bus.orchestrator import Orchestrator
 from carbon_node.bus.qos import OUTPUT_TOPIC
-from carbon_node.bus.types import CO2FootprintImpl, HWResourceImpl, MLModelImpl, Status, UserInputImpl
 from carbon_node.core import TaskId
 from carbon_node.measure.tiny import build_tiny_text_model
+from carbon_node.wire import CO2FootprintImpl, HWResourceImpl, MLModelImpl, Status, UserInputImpl
 from tests.conftest import LOOPBACK_CYCLONE_XML, next_domain
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
@@ -235,7 +235,7 @@ class Tasks:
 
 
 def _wire_id(task_id: TaskId) -> Any:
-    from carbon_node.bus.types import TaskIdImpl
+    from carbon_node.wire import TaskIdImpl
 
     return TaskIdImpl(task_id.problem_id, task_id.iteration_id)
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from carbon_node.bus import types as wire_types
+from carbon_node import wire as wire_types
 from carbon_node.bus.runtime import NodeRuntime
+from carbon_node.engine.config import EngineConfig
 from carbon_node.engine.engine import Engine
-from carbon_node.service.settings import Settings
 from carbon_node.testing import FakeMeasurer
 
 from ..conftest import LOOPBACK_CYCLONE_XML
@@ -31,7 +31,7 @@ WAIT_S = 20.0  # generous: discovery and one task on a loaded 2-core machine
 
 @pytest.fixture
 def node(dds_domain: int) -> Iterator[NodeRuntime]:
-    runtime = NodeRuntime(Engine(Settings(grid_ci_g_per_kwh=100.0), FakeMeasurer()), domain_id=dds_domain)
+    runtime = NodeRuntime(Engine(EngineConfig(grid_ci_g_per_kwh=100.0), FakeMeasurer()), domain_id=dds_domain)
     runtime.start(WAIT_S)
     yield runtime
     runtime.stop(WAIT_S)

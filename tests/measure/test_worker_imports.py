@@ -12,7 +12,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-HEAVY_FOR_A_WORKER = ("cyclonedds", "pydantic", "pydantic_settings", "carbon_node.core", "carbon_node.service.cli", "torch")
+HEAVY_FOR_A_WORKER = ("cyclonedds", "pydantic", "pydantic_settings", "carbon_node.core", "carbon_node.cli", "torch")
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 from carbon_node.core import TaskId, decode_extra_data, version
 from carbon_node.measure.worker import PROCESS_NAME
+from carbon_node.wire import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 
 HEAVY = ("torch", "transformers", "carbontracker")
 IDLE_TIMEOUT_S = 30.0

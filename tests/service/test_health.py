@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.types import Status
 from carbon_node.service.health import HEARTBEAT_INTERVAL_S, Heartbeat, check_heartbeat
+from carbon_node.wire import Status
 from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, start_node
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.types import Status
 from carbon_node.core import TaskId, decode_extra_data
+from carbon_node.wire import Status
 from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, send_measurement_task, start_node
 
 REASON = "measurement unavailable: torch is not installed (install carbon-node[measure])"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from carbon_node.service.cli import config_reference
+from carbon_node.cli.commands import config_reference
 
 REPO = Path(__file__).resolve().parents[2]
 README = (REPO / "README.md").read_text()

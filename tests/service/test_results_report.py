@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.types import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 from carbon_node.core import TaskId, decode_extra_data
 from carbon_node.report.page import EMPTY_MESSAGE, number
+from carbon_node.report.results import FIELDS, Answer, Query, parse_since, read_answers
 from carbon_node.report.summary import Stats, summarize
 from carbon_node.service.journal import SqliteJournal
-from carbon_node.service.results import FIELDS, Answer, Query, parse_since, read_answers
+from carbon_node.wire import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 from tests.conftest import missing_tool, next_domain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -305,8 +305,8 @@ def test_query_selects_newest_first_up_to_the_limit(node_run: NodeRun) -> None:
 def test_the_node_never_imports_the_plotting_library() -> None:
     code = (
         "import sys\n"
-        "import carbon_node.service.daemon, carbon_node.service.cli, carbon_node.bus.runtime, carbon_node.service.results\n"
-        "from carbon_node.service.cli import build_parser\n"
+        "import carbon_node.service.daemon, carbon_node.cli, carbon_node.bus.runtime, carbon_node.report.results\n"
+        "from carbon_node.cli import build_parser\n"
         "build_parser()\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('matplotlib', 'PIL'))\n"
         "assert not heavy, heavy\n"
@@ -521,7 +521,7 @@ def test_the_report_without_matplotlib_says_how_to_install_it(node_run: NodeRun,
     code = (
         "import sys\n"
         "sys.modules['matplotlib'] = None  # as if it were not installed\n"
-        "from carbon_node.service.cli import main\n"
+        "from carbon_node.cli import main\n"
         f"sys.exit(main(['report', '--journal', {str(node_run.journal)!r}, '-o', {str(tmp_path / 'r.html')!r}]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.types import Status
 from carbon_node.core import TaskId, decode_extra_data
+from carbon_node.wire import Status
 from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, measurement_workers, send_measurement_task, start_node
 
 STOP_BOUND_S = 0.8

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.types import Status
+from carbon_node.wire import Status
 from tests.conftest import LOOPBACK_CYCLONE_XML
 from tests.system.conftest import REPO, copy_sources, require_root_and, rootfs_key
 from tests.system.test_systemd import send_task

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.types import Status
+from carbon_node.wire import Status
 from tests.conftest import LOOPBACK_CYCLONE_XML, next_domain
 from tests.system.conftest import CLEAN_PATH, copy_sources, readme_block, require_root_and
 

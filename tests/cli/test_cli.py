@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from carbon_node.service.cli import build_parser
+from carbon_node.cli import build_parser
 from carbon_node.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]

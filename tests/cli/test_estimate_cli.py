@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from carbon_node.cli import build_parser
+from carbon_node.cli.estimate import TABLE_WIDTH, check_model_argument, format_output
+from carbon_node.cli.flags import ESTIMATE_FIELDS
 from carbon_node.engine import Engine
-from carbon_node.engine.estimate import TABLE_WIDTH, check_model_argument, format_output
-from carbon_node.service.cli import ESTIMATE_FIELDS, build_parser
+from carbon_node.engine.config import EngineConfig
 from carbon_node.service.settings import Settings, SettingsError
 from carbon_node.testing import FakeMeasurer, make_inputs, make_measurement
-from tests.service.test_cli import carbon_node
+from tests.cli.test_cli import carbon_node
 
 TORCH_MISSING = "import sys\nraise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
 
 
 def table(latency: float, **settings: object) -> dict[str, str]:
-    engine = Engine(Settings(latency_unit="s", **settings), FakeMeasurer(make_measurement(energy_kwh=0.002, window_s=2.0)))
+    engine = Engine(EngineConfig(latency_unit="s", **settings), FakeMeasurer(make_measurement(energy_kwh=0.002, window_s=2.0)))
     text = format_output(engine.handle(make_inputs(latency=latency, region="France")), as_json=False)
     return {line.split("  ")[0]: line for line in text.splitlines() if not line.startswith(" ")}
 

@@ -1,4 +1,5 @@
-"""SustainML wire types, declared for Cyclone DDS exactly as the upstream IDL lays them out.
+"""The SustainML wire types (the vocabulary every layer shares), declared for Cyclone DDS exactly as
+the upstream IDL lays them out.
 
 Every struct is FINAL (PROTOCOL.md 3.5 item 2): upstream declares them APPENDABLE, but in XCDR1 an
 appendable struct carries no DHEADER, so the bytes are identical, and Cyclone then matches Fast DDS
@@ -7,8 +8,10 @@ endpoints by type name. Type names are unscoped, enums are 32-bit, field order i
 the IDL and Fast DDS say; ``uint8`` would be TK_UINT8, which a Cyclone peer checking type information
 does not match). The tests check these classes against bytes captured from the real upstream stack.
 
-These classes are the wire edge only: the rest of the node works on the typed dataclasses of
-``carbon_node.engine.task``.
+They sit at the bottom of the layers with :mod:`carbon_node.base`: a task's inputs
+(:class:`carbon_node.core.TaskInputs`) carry these samples as they were received, the bus reads and
+writes them, and the engine decodes them once into the typed task of ``carbon_node.engine.task``.
+Importing this module loads ``cyclonedds.idl`` only (no participant, no network).
 """
 
 from dataclasses import dataclass, field

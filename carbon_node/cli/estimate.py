@@ -28,6 +28,7 @@ from carbon_node.engine.paths import Mode, failed
 from carbon_node.measure.model_names import check_local_directory, validate_model_string
 from carbon_node.measure.protocol import Measurement, MeasureSpec, ModelRejected
 from carbon_node.service.settings import Settings, SettingsError
+from carbon_node.service.wiring import engine_config, worker_measurer
 
 __all__ = ["check_model_argument", "format_output", "run_estimate"]
 
@@ -216,13 +217,14 @@ def run_estimate(
     """
     err = err if err is not None else sys.stderr
     inputs = make_inputs(model=model, model_path=model_path, latency=latency, power=power, region=region)
-    engine = Engine(settings, measurer=_Unused())
+    config = engine_config(settings)
+    engine = Engine(config, measurer=_Unused())
     measurer: Any = None
     with tempfile.TemporaryDirectory(prefix="carbon-node-estimate-") as scratch:
         try:
             if engine.route(inputs)[1].mode is Mode.TRACKER:
                 measurer = _start_worker(settings, Path(scratch), err)
-                engine = Engine(settings, _Progress(measurer, settings.task_timeout_s, err), intensity=engine.intensity)
+                engine = Engine(config, _Progress(measurer, settings.task_timeout_s, err), intensity=engine.intensity)
             output = engine.handle(inputs)
         except Exception as exc:  # reported as the node would publish it
             output = engine.fail(inputs, failed(f"{type(exc).__name__}: {exc}"))
@@ -235,10 +237,8 @@ def run_estimate(
 
 def _start_worker(settings: Settings, scratch_dir: Path, err: TextIO) -> Any:
     """A started measurement worker (imported here: torch lives behind this import)."""
-    from carbon_node.measure.client import measurer_from_settings
-
     print("starting the measurement worker...", file=err, flush=True)
-    measurer = measurer_from_settings(settings, scratch_dir)
+    measurer = worker_measurer(settings, scratch_dir)
     start = getattr(measurer, "start", None)
     if callable(start):
         start()

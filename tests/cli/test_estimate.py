@@ -6,8 +6,9 @@ import io
 import json
 from pathlib import Path
 
+from carbon_node.cli.estimate import format_output, run_estimate
 from carbon_node.engine import Engine
-from carbon_node.engine.estimate import format_output, run_estimate
+from carbon_node.engine.config import EngineConfig
 from carbon_node.service.settings import Settings
 from carbon_node.testing import FakeMeasurer, make_inputs, make_measurement
 
@@ -43,7 +44,7 @@ def test_an_onnx_estimate_needs_no_file_on_this_host(tmp_path: Path) -> None:
 
 
 def test_the_table_shows_value_unit_and_source_of_each_double() -> None:
-    engine = Engine(Settings(latency_unit="s"), FakeMeasurer(make_measurement(energy_kwh=0.002, window_s=2.0)))
+    engine = Engine(EngineConfig(latency_unit="s"), FakeMeasurer(make_measurement(energy_kwh=0.002, window_s=2.0)))
     text = format_output(engine.handle(make_inputs(latency=0.5, region="France")), as_json=False)
     lines = {line.split("  ")[0]: line for line in text.splitlines()}
     assert "gCO2e " in lines["carbon footprint"] and "per inference: window energy x HW latency" in lines["carbon footprint"]

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.types import Status
 from carbon_node.bus.upstream import resolve_bus_kind
-from tests.service.test_cli import carbon_node
+from carbon_node.wire import Status
+from tests.cli.test_cli import carbon_node
 from tests.service.test_daemon import EXIT_TIMEOUT_S, IDLE_TIMEOUT_S, start_node
 
 
