@@ -28,6 +28,7 @@ from carbon_node.cli.flags import (
     load_for,
     result_exit_code,
 )
+from carbon_node.cli.model_arg import model_argument
 from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name
 
 if TYPE_CHECKING:
@@ -61,11 +62,16 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
     configure_logs(loaded.settings)
     user_extra = json_object(args.user_extra, "--user-extra")
     ml_extra = json_object(args.ml_extra, "--ml-extra")
-    from carbon_node.bus.orchestrator import OrchestratorTimeout, format_result, send_task
+    if not args.discovery_timeout_s > 0:
+        raise SettingsError(f"--discovery-timeout-s must be > 0 seconds, got {args.discovery_timeout_s:g}")
+    model = model_argument(args.model)
+    if model.note:
+        print(f"{PROG} send-task: {model.note} (the node must see the same path)", file=sys.stderr)
+    from carbon_node.bus.orchestrator import NodeNotSeen, OrchestratorTimeout, format_result, send_task
 
     try:
         result = send_task(
-            model=args.model,
+            model=model.model,
             model_path=args.model_path,
             latency=args.latency,
             power=args.power,
@@ -75,12 +81,23 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
             timeout_s=args.timeout_s,
             task_id=_task_id(args.task_id),
             latency_unit=args.latency_unit,
+            discovery_timeout_s=args.discovery_timeout_s,
         )
+    except NodeNotSeen as exc:
+        print(f"{PROG}: {exc}: {NO_NODE_HINT}", file=sys.stderr)
+        return EXIT_NO_ANSWER
     except OrchestratorTimeout as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(format_result(result, args.json))
     return result_exit_code(str(result.extra_data.get("mode", "")))
+
+
+NO_NODE_HINT = (
+    "is `carbon-node run` (or an upstream carbon node) running with the same SUSTAINML_DOMAIN_ID, and can "
+    "multicast reach it? (README: Troubleshooting)"
+)
+"""What ``send-task`` suggests when no carbon node was discovered."""
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:

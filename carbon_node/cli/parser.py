@@ -58,7 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=RESULT_EXIT_CODES,
     )
-    send.add_argument("--model", required=True, help="model: a Hugging Face id, a local model directory, or NO_MODEL")
+    send.add_argument(
+        "--model",
+        required=True,
+        help="model: a directory that exists here (relative or absolute: sent as its absolute path), NO_MODEL, "
+        "or anything else as given (a Hugging Face id, or an absolute path on the node's host)",
+    )
     send.add_argument("--model-path", default="", help="MLModel.model_path, e.g. an .onnx file (selects the HW-only path)")
     send.add_argument(
         "--latency",
@@ -74,11 +79,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="unit of --latency: send-task asks the node which unit it reads (describe) and converts; "
         "a node that does not describe itself (upstream) is taken to read hours",
     )
-    send.add_argument("--power", type=float, default=0.0, help="HWResource.power_consumption in W")
+    send.add_argument(
+        "--power",
+        type=float,
+        default=0.0,
+        help="HWResource.power_consumption in W: the node uses it on the ONNX path (--model-path *.onnx); "
+        "a model it measures gets its energy from the window (measurement_notes says the power was not used)",
+    )
     send.add_argument("--user-extra", default="{}", metavar="JSON", help="UserInput.extra_data as a JSON object")
     send.add_argument("--ml-extra", default="{}", metavar="JSON", help="MLModel.extra_data as a JSON object")
     send.add_argument("--task-id", default=None, metavar="P.I", help="task id problem.iteration (default: a fresh one)")
     send.add_argument("--timeout-s", "--timeout", type=float, default=120.0, help="seconds to wait for the result (default 120)")
+    send.add_argument(
+        "--discovery-timeout-s",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait for a carbon node to be discovered (its status) before giving up with exit status 3 (default 10)",
+    )
     send.add_argument("--json", action="store_true", help="print the result as JSON")
     add_settings_flags(send, SEND_TASK_FIELDS)
 
