@@ -131,10 +131,13 @@ def probe_carbontracker_components(settings: Settings) -> tuple[CheckStatus, str
 def _power_plan(settings: Settings) -> tuple[CheckStatus, str]:
     """How a measurement window would get its energy here (the worker's own decision)."""
     try:
-        from carbon_node.measure.power import plan_power
+        from carbon_node.measure.power import plan_power, tdp_table_match
 
         plan = plan_power(
-            sim_cpu_tdp_w=settings.sim_cpu_tdp_w, sim_cpu_util=settings.sim_cpu_util, uses_cuda=settings.device == "cuda"
+            sim_cpu_tdp_w=settings.sim_cpu_tdp_w,
+            sim_cpu_util=settings.sim_cpu_util,
+            uses_cuda=settings.device == "cuda",
+            tdp_match=tdp_table_match,
         )
     except Exception as exc:  # carbontracker missing or failing: the worker would fail the same way
         return "warn", f"cannot plan the power source: {exc}"
