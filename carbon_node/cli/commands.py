@@ -179,6 +179,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(loaded, timeout_s=args.timeout_s, as_json=args.json, out=sys.stdout)
 
 
+def _cmd_make_model(args: argparse.Namespace) -> int:
+    directory = Path(args.directory).expanduser()
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise SettingsError(f"{directory} exists and is not an empty directory: choose a new one")
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        raise CarbonNodeError("make-model needs torch and transformers: pip install torch==2.13.0 'carbon-node[measure]'")
+    from transformers.utils import logging as transformers_logging
+
+    from carbon_node.measure import full_size, tiny
+
+    transformers_logging.disable_progress_bar()  # "Writing model shards" on stderr says nothing here
+
+    builders = {
+        "text": tiny.build_tiny_text_model,
+        "image": tiny.build_tiny_image_model,
+        "video": tiny.build_tiny_video_model,
+        "multimodal": tiny.build_tiny_multimodal_model,
+        "seq2seq": tiny.build_tiny_seq2seq_model,
+    }
+    try:
+        if args.kind in builders:
+            builders[args.kind](directory, weights=True)
+        else:
+            full_size.build_full_size_model(directory, args.kind)
+    except OSError as exc:
+        raise CarbonNodeError(f"cannot write the model to {directory}: {exc.strerror or exc}") from None
+    size_mib = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 2**20
+    absolute = directory.resolve()
+    print(f"wrote a {args.kind} model to {absolute} ({size_mib:.1f} MiB, weights included); try it with:")
+    print(f"  carbon-node estimate {absolute}")
+    print(f"  carbon-node send-task --model {absolute} --latency 50 --latency-unit ms   # to a running node")
+    return 0
+
+
 def _journal_query(args: argparse.Namespace, limit: int | None = None) -> tuple[Path, Query]:
     """The journal's path and the query of a ``results`` or ``report`` command."""
     import time
@@ -243,6 +277,7 @@ COMMANDS = {
     "health": _cmd_health,
     "config": _cmd_config,
     "demo": _cmd_demo,
+    "make-model": _cmd_make_model,
     "results": _cmd_results,
     "report": _cmd_report,
 }

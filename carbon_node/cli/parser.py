@@ -21,7 +21,11 @@ from carbon_node.cli.flags import (
     add_settings_flags,
 )
 
-__all__ = ["build_parser"]
+__all__ = ["MODEL_KINDS", "build_parser"]
+
+MODEL_KINDS = ("text", "image", "video", "multimodal", "seq2seq", "bert-base", "gpt2", "vit-base")
+"""What ``make-model`` writes: the tiny models of :mod:`carbon_node.measure.tiny` and the real-size ones of
+:mod:`carbon_node.measure.full_size`."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -175,6 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout-s", type=float, default=180.0, help="seconds to wait for the result (default 180)")
     demo.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     add_settings_flags(demo, ("domain_id", "window_s", "sim_cpu_tdp_w", *LOG_FIELDS))
+    make_model = commands.add_parser(
+        "make-model",
+        help="write a model directory to try the node offline (weights included; no model hub)",
+        description=(
+            "Write a Hugging Face model directory built locally, with its weights, to try the node without a model "
+            "hub: a tiny model (a few thousand parameters, with its tokenizer or image processor) or a real-size "
+            "one from transformers' default configuration (random weights, measured on a synthetic input). "
+            "Needs the measure extra (torch, transformers)."
+        ),
+    )
+    make_model.add_argument("directory", metavar="DIR", help="the directory to write (created; must be empty if it exists)")
+    make_model.add_argument(
+        "--kind",
+        default="text",
+        choices=MODEL_KINDS,
+        help="text: tiny BERT with a tokenizer (default); image: tiny ViT; video: tiny VideoMAE; multimodal: tiny "
+        "CLIP; seq2seq: tiny T5; bert-base (110M parameters, 420 MiB), gpt2 (124M, 475 MiB), vit-base (86M, 330 MiB)",
+    )
     _add_results_commands(commands)
     return parser
 

@@ -214,7 +214,8 @@ def plan_power(
     kwargs = {"sim_cpu": name, "sim_cpu_tdp": tdp_w, "sim_cpu_util": 0.5}
     if tdp_match is not None and tdp_match() is None:
         notes.append(
-            f"carbontracker's CPU table has no entry for {name!r}: its fallback, the table's average ({tdp_w / 2:.4g} W drawn), is used"
+            f"carbontracker's CPU table has no entry for {name!r}: its fallback, the table's average"
+            f" ({tdp_w / 2:.4g} W drawn), is used"
         )
     if rapl_present(powercap_root):
         notes.append(
