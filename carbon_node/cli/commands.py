@@ -52,6 +52,9 @@ def _task_id(text: str | None) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     loaded = load_for(args)
     configure_logs(loaded.settings)
+    from carbon_node.service.dirs import prepare_directories
+
+    prepare_directories(loaded.settings, loaded.sources)  # an unusable directory: one line, exit status 2
     from carbon_node.service.daemon import exit_process, run_daemon
 
     exit_process(run_daemon(loaded.settings))  # a fast stop: see the daemon's module docstring
@@ -119,7 +122,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     configure_logs(loaded.settings)
     from carbon_node.service.doctor import format_report, run_checks
 
-    report = run_checks(loaded.settings, quick=args.quick)
+    report = run_checks(loaded.settings, quick=args.quick, sources=loaded.sources)
     print(format_report(report, as_json=args.json))
     return 0 if report.can_run else 1
 

@@ -261,21 +261,30 @@ def run_daemon(settings: Settings) -> int:
         daemon.start()
     except CarbonNodeError as exc:
         log.error("node.start_failed", error=str(exc))
-        daemon.shutdown()
+        _clean_up_failed_start(daemon)
         return 1
     except OSError as exc:
         log.error("node.start_failed", error=f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        daemon.shutdown()
+        _clean_up_failed_start(daemon)
         return 1
     except Exception:
         log.exception("node.start_failed")
-        daemon.shutdown()
+        _clean_up_failed_start(daemon)
         return 1
     try:
         daemon.wait()
     finally:
         daemon.shutdown()
     return 0
+
+
+def _clean_up_failed_start(daemon: Daemon) -> None:
+    """Release what a failed start had built; a second failure is one log line, never a traceback that
+    buries the first one."""
+    try:
+        daemon.shutdown()
+    except Exception as exc:
+        log.warning("node.cleanup_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def exit_process(status: int) -> NoReturn:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from carbon_node.service.doctor import network_interfaces, probe_rapl, run_checks, writable_dir
+from carbon_node.service.dirs import directory_problem
+from carbon_node.service.doctor import network_interfaces, probe_rapl, run_checks
 from carbon_node.service.settings import load_settings
 
 
@@ -52,11 +53,11 @@ def test_interfaces_report_up_and_multicast_flags(tmp_path: Path) -> None:
     ]
 
 
-def test_a_directory_under_a_file_is_not_writable(tmp_path: Path) -> None:
+def test_a_directory_under_a_file_is_not_usable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    ok, detail = writable_dir(blocker / "state")
-    assert not ok and "state" in detail
+    problem = directory_problem(blocker / "state", explicit=False)
+    assert problem is not None and "is not a directory" in problem
 
 
 def test_the_node_cannot_run_when_the_state_dir_is_not_writable(tmp_path: Path) -> None:
