@@ -60,6 +60,13 @@ def directory_problem(path: Path, *, explicit: bool) -> str | None:
 
     ``explicit``: the path was configured (flag, environment, file), so its parent must exist.
     """
+    try:
+        return _problem(path, explicit=explicit)
+    except OSError as exc:  # a directory on the way the user may not enter (a 0700 home), a dead mount
+        return f"{path} cannot be reached: {exc.strerror or exc}"
+
+
+def _problem(path: Path, *, explicit: bool) -> str | None:
     if path.exists():
         if not path.is_dir():
             return f"{path} is not a directory"
