@@ -57,7 +57,7 @@ from carbon_node.measure.identity import directory_identity, snapshot_identity
 from carbon_node.measure.protocol import MeasureError, Measurement, MeasureSpec, ModelRejected
 
 if TYPE_CHECKING:
-    from carbon_node.measure.models import LoadedModel
+    from carbon_node.measure.model_loading import LoadedModel
 
 __all__ = ["EvictedMemory", "MeasureService", "ModelCache", "Ready", "Reply", "WorkerConfig", "unavailable_reason", "worker_main"]
 
@@ -266,23 +266,25 @@ class MeasureService:
         """Measure ``spec``; raises :class:`ModelRejected` or :class:`MeasureError` with a user-facing message."""
         import torch
 
-        from carbon_node.measure import models
+        from carbon_node.measure.model_checks import check_allowed
+        from carbon_node.measure.model_loading import load_model
+        from carbon_node.measure.model_sources import resolve_model_source
         from carbon_node.measure.power import plan_power
         from carbon_node.measure.tracker import run_window
 
         load_started = time.perf_counter()
-        source = models.resolve_model_source(spec.model, timeout_s=spec.load_timeout_s, allowed_dirs=spec.model_dirs)
+        source = resolve_model_source(spec.model, timeout_s=spec.load_timeout_s, allowed_dirs=spec.model_dirs)
         identity = snapshot_identity(source.directory) if source.from_hub else directory_identity(source.directory)
         key = (str(source.directory), identity, spec.device, spec.trust_remote_code)
         self._drop_other_versions(key)
         loaded = self.models.get(key)
         notes: list[str] = []
         if loaded is not None:
-            models.check_allowed(spec, loaded.model_class, loaded.param_bytes)
+            check_allowed(spec, loaded.model_class, loaded.param_bytes)
             load_s = 0.0
         else:
             try:
-                loaded = models.load_model(spec, source, make_room=self.models.make_room)
+                loaded = load_model(spec, source, make_room=self.models.make_room)
             except BaseException:
                 # A refused or failed load leaves a large half-built model behind. Only then: a full
                 # collection in a process holding torch and transformers takes 0.2-0.8 s, which a
@@ -447,7 +449,7 @@ def _warm_up(config: WorkerConfig) -> Ready:
     probe.join()
     from huggingface_hub import constants as hub_constants
 
-    import carbon_node.measure.models
+    import carbon_node.measure.model_loading
     import carbon_node.measure.power
     import carbon_node.measure.tracker  # noqa: F401 - imported for the warm-up
 

@@ -156,7 +156,7 @@ class _Plain:
 
 
 def _loaded(model: object) -> Any:
-    from carbon_node.measure.models import LoadedModel
+    from carbon_node.measure.model_loading import LoadedModel
 
     return LoadedModel(model=model, inputs={}, model_class="X", input_kind="text", device="cpu", dtype="float32", param_bytes=1)
 
