@@ -49,7 +49,8 @@ from carbon_node.measure.protocol import (
     ModelRejected,
     WorkerCrashed,
 )
-from carbon_node.measure.worker import Ready, Reply, WorkerConfig, worker_main
+from carbon_node.measure.worker import worker_main
+from carbon_node.measure.worker_pipe import Ready, Reply, WorkerConfig
 
 __all__ = ["WorkerMeasurer"]
 
