@@ -96,6 +96,21 @@ def _prime_tdp_table() -> None:
         log.warning("worker.tdp_table_prime_failed", error=f"{type(exc).__name__}: {exc}")
 
 
+def _thread_lock_for_progress_bars() -> None:
+    """Give tqdm (transformers' and huggingface_hub's progress bars) a thread lock before its first bar.
+
+    By default tqdm creates a multiprocessing lock with its first bar: a named semaphore that this
+    process, which ends through ``os._exit``, never releases, so the resource tracker the node shares
+    with it warns at the node's exit ("There appear to be 1 leaked semaphore objects"). The worker has
+    one process and a few threads: a thread lock serves it as well.
+    """
+    import threading
+
+    from tqdm import tqdm
+
+    tqdm.set_lock(threading.RLock())
+
+
 def _warm_up(config: WorkerConfig) -> Ready:
     """Import the heavy libraries every measurement needs and describe the worker.
 
@@ -123,6 +138,8 @@ def _warm_up(config: WorkerConfig) -> Ready:
 
     probe.join()
     from huggingface_hub import constants as hub_constants
+
+    _thread_lock_for_progress_bars()
 
     import carbon_node.measure.model_loading
     import carbon_node.measure.power
