@@ -67,6 +67,7 @@ ESTIMATE_FIELDS = (
     "model_dirs",
     "sim_cpu_tdp_w",
     "sim_cpu_util",
+    "cpu_power_model",
     "torch_threads",
     "cache_dir",
     *LOG_FIELDS,

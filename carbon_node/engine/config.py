@@ -40,3 +40,4 @@ class EngineConfig:
     model_load_timeout_s: float = 10.0
     sim_cpu_tdp_w: float | None = None
     sim_cpu_util: float | None = None
+    cpu_power_model: Literal["load_model", "carbontracker"] = "load_model"

@@ -150,6 +150,7 @@ class Engine:
             load_timeout_s=s.model_load_timeout_s,
             sim_cpu_tdp_w=s.sim_cpu_tdp_w,
             sim_cpu_util=s.sim_cpu_util,
+            cpu_power_model=s.cpu_power_model,
         )
 
     def _intensity(self, task: Task) -> Intensity:

@@ -19,8 +19,13 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 | ``scaling_note`` | why the configured scaling was not applied, when it was not |
 | ``latency_unit``, ``latency_s``, ``power_w`` | the HW input as understood (F2) |
 | ``pue``, ``cached``, ``measured_at``, ``carbontracker_version`` | measurement provenance |
-| ``energy_figure`` | which figure the window energy is: ``carbontracker`` or ``rapl_counter`` (carbontracker's |
-|   | CPU share was zero or > 25 % off the RAPL counters, which replaced it) |
+| ``energy_figure`` | which figure the window energy is: ``carbontracker``, ``rapl_counter`` (carbontracker's |
+|   | CPU share was zero or > 25 % off the RAPL counters, which replaced it) or ``load_model`` (no counter: |
+|   | the CPU share from the load-to-power model, :mod:`carbon_node.measure.load_power`) |
+| ``power_model`` | with ``load_model``: the model's name, inputs (TDP and its source, threads per package and |
+|   | their source, logical CPUs, torch threads, CPU seconds, load, socket share) and CPU power (W); else null |
+| ``uncertainty`` | ``{energy_kwh: [low, high], carbon_g: [low, high], level, parts, combination}`` bounding the |
+|   | published per-inference values (:mod:`carbon_node.engine.uncertainty`) |
 | ``carbontracker_energy_kwh`` | carbontracker's own figure for the window (kWh, PUE included) |
 | ``counter_energy_kwh`` | the RAPL package (+ DRAM) counters over the window, wrap-corrected (kWh, PUE included); |
 |   | null when the CPU was not measured by RAPL or the counters could not be read |
@@ -43,6 +48,7 @@ from carbon_node.engine.intensity import Intensity
 from carbon_node.engine.paths import Mode
 from carbon_node.engine.scaling import PerInference, Scaled
 from carbon_node.engine.task import Task
+from carbon_node.engine.uncertainty import hw_uncertainty, measured_uncertainty
 from carbon_node.measure.protocol import Measurement
 
 __all__ = ["UNITS", "measured_extra_data", "onnx_extra_data", "simple_extra_data"]
@@ -123,6 +129,8 @@ def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInferenc
             "device": None,
             "dtype": None,
             "model_identity": None,
+            "power_model": None,
+            "uncertainty": hw_uncertainty(per_inference.energy_kwh, per_inference.carbon_g, intensity),
             "onnx_file_present": onnx_file_present,
         }
     )
@@ -164,6 +172,8 @@ def measured_extra_data(task: Task, intensity: Intensity, measurement: Measureme
             "device": measurement.device,
             "dtype": measurement.dtype,
             "model_identity": measurement.model_identity,
+            "power_model": measurement.power_model,
+            "uncertainty": measured_uncertainty(measurement, scaled, intensity),
         }
     )
     notes = list(measurement.notes)

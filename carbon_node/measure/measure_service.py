@@ -26,10 +26,38 @@ from carbon_node.measure.worker_pipe import Reply, WorkerConfig
 
 if TYPE_CHECKING:
     from carbon_node.measure.model_loading import LoadedModel
+    from carbon_node.measure.power import PowerPlan
+    from carbon_node.measure.tracker import WindowResult
+    from carbon_node.measure.uncertainty import EnergyUncertainty
 
-__all__ = ["MeasureService"]
+__all__ = ["MeasureService", "window_uncertainty"]
 
 log = structlog.get_logger(__name__)
+
+
+def window_uncertainty(plan: PowerPlan, result: WindowResult) -> EnergyUncertainty:
+    """The parts that bound the window's per-inference energy (:mod:`carbon_node.measure.uncertainty`)."""
+    from carbon_node.measure.power import tdp_table_match, tdp_table_spread
+    from carbon_node.measure.uncertainty import EnergyUncertainty, power_part, spread_part
+
+    matched = True
+    if plan.cpu_source == "tdp_table" and plan.load_model is None:
+        matched = tdp_table_match() is not None
+    power = power_part(
+        energy_figure=result.energy_figure,
+        cpu_source=plan.cpu_source,
+        gpu_source=plan.gpu_source,
+        power_model=result.power_model,
+        table_matched=matched,
+        table_spread=tdp_table_spread,
+    )
+    model = plan.load_model if result.energy_figure == "load_model" else None
+    power_w = (lambda sub: model.power_w(sub.cpu_s, sub.duration_s)) if model is not None else None
+    return EnergyUncertainty(
+        power=power,
+        spread_per_pass=spread_part(result.sub_windows, power_w, per_pass=True),
+        spread_power=spread_part(result.sub_windows, power_w, per_pass=False),
+    )
 
 
 class MeasureService:
@@ -80,7 +108,13 @@ class MeasureService:
         if self.config.torch_threads is not None and torch.get_num_threads() != self.config.torch_threads:
             torch.set_num_threads(self.config.torch_threads)
         uses_cuda = loaded.device.startswith("cuda")
-        plan = plan_power(sim_cpu_tdp_w=spec.sim_cpu_tdp_w, sim_cpu_util=spec.sim_cpu_util, uses_cuda=uses_cuda)
+        plan = plan_power(
+            sim_cpu_tdp_w=spec.sim_cpu_tdp_w,
+            sim_cpu_util=spec.sim_cpu_util,
+            uses_cuda=uses_cuda,
+            cpu_power_model=spec.cpu_power_model,
+            threads=torch.get_num_threads(),
+        )
         with torch.inference_mode():
             result = run_window(
                 loaded.forward,
@@ -112,6 +146,8 @@ class MeasureService:
             carbontracker_energy_kwh=result.carbontracker_energy_kwh,
             counter_energy_kwh=result.counter_energy_kwh,
             torch_threads=torch.get_num_threads(),
+            power_model=result.power_model,
+            uncertainty=window_uncertainty(plan, result),
         )
 
     def _drop_other_versions(self, key: tuple[str, str | None, str, bool]) -> None:

@@ -6,9 +6,13 @@ every Measurement says honestly how its energy was obtained:
 - ``simulated``: sim settings were given; carbontracker's simulated CPU draws ``tdp_w x util`` watts.
 - ``nvml``: a CUDA GPU is used and NVML answers (GPU energy is measured; the CPU part is by RAPL or TDP).
 - ``rapl``: the Intel RAPL energy counters (``<powercap>/intel-rapl*/energy_uj``) are readable.
-- ``tdp_table``: none of the above: carbontracker's CPU TDP table at 50 % utilisation, an estimate.
+- ``tdp_table``: none of the above: the CPU's TDP from carbontracker's table. By default the published CPU
+  power is then the load model's (:mod:`carbon_node.measure.load_power`: the TDP-to-load curve at the
+  worker's CPU load, for its share of the socket; ``energy_figure: load_model``); with the setting
+  ``cpu_power_model = carbontracker`` it is carbontracker's constant 50 % of the TDP, as upstream.
 
-The ``tdp_table`` estimate is always computed here, with carbontracker's own table and CPU-name
+carbontracker runs every window either way, and its figure is reported. Its ``tdp_table`` estimate is
+always computed here, with carbontracker's own table and CPU-name
 matching (:func:`tdp_table_watts`, once per process), and handed to carbontracker through its ``sim_cpu``
 settings (``sim_cpu_util=0.5``: its ``GenericCPU`` also draws 50 % of the TDP). Two reasons:
 
@@ -38,9 +42,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from carbon_node.measure.protocol import PowerSource
+from carbon_node.measure.load_power import CPUINFO, LoadPowerModel, logical_cpus, socket_facts
+from carbon_node.measure.protocol import CpuPowerModel, PowerSource
 
-__all__ = ["POWERCAP_ROOT", "PowerPlan", "nvml_available", "plan_power", "rapl_present", "rapl_readable"]
+__all__ = [
+    "POWERCAP_ROOT",
+    "PowerPlan",
+    "nvml_available",
+    "plan_power",
+    "rapl_present",
+    "rapl_readable",
+    "tdp_table_match",
+    "tdp_table_spread",
+    "tdp_table_watts",
+]
 
 POWERCAP_ROOT = Path("/sys/class/powercap")
 """Where Linux exposes RAPL; carbontracker reads this exact path."""
@@ -62,6 +77,9 @@ class PowerPlan:
     """``nvml`` when a GPU is measured, else None."""
     tracker_kwargs: dict[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    load_model: LoadPowerModel | None = None
+    """The load-to-power model that gives the published CPU power (``tdp_table`` CPUs, unless the
+    setting asks for carbontracker's figure); None: carbontracker's or the counters' figure is published."""
 
 
 def rapl_present(powercap_root: Path = POWERCAP_ROOT) -> bool:
@@ -175,6 +193,27 @@ def _tdp_table_probe() -> tuple[str, float, str | None]:
     return cpu.cpu_brand or "Unknown CPU", float(cpu.tdp or 0.0) * 2.0, matched
 
 
+@functools.cache
+def tdp_table_spread() -> tuple[float, float]:
+    """The 2.5th and 97.5th percentiles of the TDPs in carbontracker's CPU table over their mean: how far a CPU
+    that is not in the table may be from the average carbontracker uses for it (factors, about 95 %)."""
+    import csv
+    import importlib.resources
+    import statistics
+
+    text = importlib.resources.files("carbontracker").joinpath("data", "cpu_power.csv").read_text("utf-8")
+    values = []
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            values.append(float(row.get("TDP") or ""))
+        except ValueError:
+            continue  # a few rows carry two figures run together
+    values.sort()
+    quantiles = statistics.quantiles(values, n=40, method="inclusive")
+    mean = statistics.fmean(values)
+    return quantiles[0] / mean, quantiles[-1] / mean
+
+
 def plan_power(
     *,
     sim_cpu_tdp_w: float | None,
@@ -184,13 +223,20 @@ def plan_power(
     nvml_probe: Callable[[], bool] = nvml_available,
     tdp_table: Callable[[], tuple[str, float]] = tdp_table_watts,
     tdp_match: Callable[[], str | None] | None = None,
+    cpu_power_model: CpuPowerModel = "load_model",
+    threads: int = 1,
+    cpuinfo: Path = CPUINFO,
+    cpus: Callable[[], int] = logical_cpus,
 ) -> PowerPlan:
     """Decide the power source of a window (see the module docstring).
 
     ``sim_cpu_tdp_w`` (W) with ``sim_cpu_util`` (0-1, default 1.0) simulates a CPU drawing
     ``sim_cpu_tdp_w x sim_cpu_util`` watts; ``uses_cuda`` says whether the model runs on a CUDA GPU.
     ``tdp_match`` (e.g. :func:`tdp_table_match`), when given, lets the notes say that the CPU is not in
-    the table (its average TDP is used).
+    the table (its average TDP is used); by default (carbontracker's own table) it is
+    :func:`tdp_table_match`. Without a counter, ``cpu_power_model`` says which CPU power is published
+    (``load_model``: :class:`~carbon_node.measure.load_power.LoadPowerModel` with ``threads`` torch threads,
+    the ``cpuinfo`` file and ``cpus()`` logical CPUs; ``carbontracker``: its 50 % of the TDP).
     """
     gpu_source: Literal["nvml"] | None = "nvml" if uses_cuda and nvml_probe() else None
     notes: list[str] = []
@@ -212,16 +258,27 @@ def plan_power(
     # carbontracker would use RAPL and read zeros, or GenericCPU and pay cpuinfo: hand it the estimate.
     name, tdp_w = tdp_table()
     kwargs = {"sim_cpu": name, "sim_cpu_tdp": tdp_w, "sim_cpu_util": 0.5}
-    if tdp_match is not None and tdp_match() is None:
+    if tdp_match is None and tdp_table is tdp_table_watts:
+        tdp_match = tdp_table_match
+    matched = tdp_match() is not None if tdp_match is not None else True
+    if not matched:
         notes.append(
             f"carbontracker's CPU table has no entry for {name!r}: its fallback, the table's average"
-            f" ({tdp_w / 2:.4g} W drawn), is used"
+            f" ({tdp_w / 2:.4g} W drawn by carbontracker), is used"
         )
-    if rapl_present(powercap_root):
-        notes.append(
-            f"RAPL counters are not readable ({_rapl_problem(powercap_root)}): "
-            "CPU power is carbontracker's TDP-table estimate, not a measurement"
+    load_model: LoadPowerModel | None = None
+    if cpu_power_model == "load_model":
+        load_model = LoadPowerModel.for_host(
+            cpu_name=name, table_tdp_w=tdp_w, table_matched=matched, threads=threads, facts=socket_facts(cpuinfo), cpus=cpus()
+        )
+        what = (
+            f"a TDP-table estimate scaled by the window's CPU load (energy_figure load_model: {load_model.tdp_w:g} W TDP"
+            f" from {load_model.tdp_source}, {load_model.socket_threads} threads per package from {load_model.threads_source})"
         )
     else:
-        notes.append("no RAPL counters: CPU power is carbontracker's TDP-table estimate (50 % of TDP), not a measurement")
-    return PowerPlan(gpu_source or "tdp_table", "tdp_table", gpu_source, {**kwargs, **extra}, tuple(notes))
+        what = "carbontracker's TDP-table estimate (50 % of TDP, setting cpu_power_model)"
+    if rapl_present(powercap_root):
+        notes.append(f"RAPL counters are not readable ({_rapl_problem(powercap_root)}): CPU power is {what}, not a measurement")
+    else:
+        notes.append(f"no RAPL counters: CPU power is {what}, not a measurement")
+    return PowerPlan(gpu_source or "tdp_table", "tdp_table", gpu_source, {**kwargs, **extra}, tuple(notes), load_model)

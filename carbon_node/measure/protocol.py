@@ -11,11 +11,13 @@ Everything here is plain data that crosses a process boundary (picklable, no tor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from carbon_node.base import CarbonNodeError
+from carbon_node.measure.uncertainty import EnergyUncertainty
 
 __all__ = [
+    "CpuPowerModel",
     "EnergyFigure",
     "MeasureError",
     "MeasureSpec",
@@ -31,8 +33,12 @@ PowerSource = Literal["rapl", "nvml", "tdp_table", "simulated", "hw_provider", "
 """How the window energy was obtained: a counter (rapl, nvml), carbontracker's CPU TDP table, simulated
 power (sim_cpu settings), the HW provider's power x latency, or nothing."""
 
-EnergyFigure = Literal["carbontracker", "rapl_counter"]
-"""Which figure a window's energy is: carbontracker's integral, or (for the CPU share) the RAPL counters."""
+EnergyFigure = Literal["carbontracker", "rapl_counter", "load_model"]
+"""Which figure a window's energy is: carbontracker's integral, or for the CPU share the RAPL counters or
+the load-to-power model (:mod:`carbon_node.measure.load_power`)."""
+
+CpuPowerModel = Literal["load_model", "carbontracker"]
+"""Which CPU power a window without a counter publishes: the load model's, or carbontracker's 50 % of TDP."""
 
 
 class MeasureError(CarbonNodeError):
@@ -66,6 +72,8 @@ class MeasureSpec:
     load_timeout_s: float = 10.0
     sim_cpu_tdp_w: float | None = None
     sim_cpu_util: float | None = None
+    cpu_power_model: CpuPowerModel = "load_model"
+    """Without a CPU energy counter: publish the load model's CPU power, or carbontracker's."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,11 @@ class Measurement:
     """The RAPL counters over the window (kWh, PUE included), when they were read."""
     torch_threads: int | None = None
     """torch's intra-op thread count in the worker during the window (the per-pass energy follows it)."""
+    power_model: dict[str, Any] | None = None
+    """With ``energy_figure`` ``load_model``: the model's name, inputs and CPU power (see
+    :meth:`carbon_node.measure.load_power.LoadPowerModel.describe`)."""
+    uncertainty: EnergyUncertainty | None = None
+    """What bounds the window's per-inference energy: the power source's part and the window's spread."""
 
     @property
     def energy_per_pass_kwh(self) -> float:

@@ -27,9 +27,15 @@ makes it negative, its retry loop recomputes the same numbers and records 0 W. S
   (on a steady load its sample reads a few percent high when the machine is busy: it divides by the
   nominal second and its second read comes late; 2.7 % was seen on 2 shared cores), and well inside
   what a lost or wrapped sample does (one of a window's one or two samples: 50-100 %);
+- a CPU without a readable counter (``tdp_table``) publishes, by default, the load model's CPU share
+  (:mod:`carbon_node.measure.load_power`: the TDP-to-load curve at the worker's CPU time over the window,
+  ``time.process_time`` at the window's edges, all threads): carbontracker's total with its CPU share
+  replaced (``energy_figure: load_model``); carbontracker's own figure stays in ``carbontracker_energy_kwh``;
 - a window whose published energy would be zero or negative although a power source is present (RAPL,
   NVML, the TDP table or simulated power) is run once more; when the second is no better the window
   fails with :class:`MeasureError` and the reason (the task is answered ``mode: error``).
+
+The loop also marks the window's sub-windows (:mod:`carbon_node.measure.sub_windows`) for its spread.
 
 Each window writes its logs in a private directory under the scratch directory, removed afterwards, and
 its console chatter (stdout and stderr) is captured and returned, not printed. carbontracker's loggers
@@ -57,6 +63,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from carbontracker import constants, parser
@@ -67,6 +74,7 @@ from carbontracker.tracker import CarbonTracker
 from carbon_node.measure.power import POWERCAP_ROOT, PowerPlan
 from carbon_node.measure.protocol import EnergyFigure, MeasureError
 from carbon_node.measure.rapl import RaplCounters, RaplError, RaplZone
+from carbon_node.measure.sub_windows import SubWindow, SubWindowMarks
 
 __all__ = ["CARBONTRACKER_VERSION", "FAR_RELATIVE", "PUE", "NoGeolocation", "WindowResult", "choose_figure", "run_window"]
 
@@ -117,6 +125,11 @@ class WindowResult:
     counter_energy_kwh: float | None = None
     """The RAPL package (+ DRAM) counters over the window (kWh, PUE included); None when not read."""
     notes: tuple[str, ...] = ()
+    cpu_s: float = 0.0
+    """The process's CPU seconds (all threads) over the window."""
+    sub_windows: tuple[SubWindow, ...] = ()
+    power_model: dict[str, Any] | None = None
+    """The load model's description of the window, when its figure is published."""
 
 
 class _UnknownLocationGeocoder:
@@ -365,6 +378,7 @@ def _one_window(
             sync()
             tracker.epoch_start()
             window_start = time.perf_counter()
+            marks = SubWindowMarks(window_start, window_s)
             if counters is not None:
                 counters.read(window_start)
             deadline = window_start + window_s
@@ -373,6 +387,7 @@ def _one_window(
                 forward()
                 passes += 1
                 now = time.perf_counter()
+                marks.pass_done(now, passes)
                 if counters is not None:
                     counters.advance(now)
                 if now >= deadline and (now >= deadline + max_extra_s or _samples_ready(tracker)):
@@ -381,6 +396,8 @@ def _one_window(
             if counters is not None:
                 counters.read(time.perf_counter())
             window_end = time.perf_counter()
+            sub_windows = marks.close(window_end, passes)
+            cpu_s = time.process_time() - marks.cpu_start
             tracker.epoch_end()
             tracker.stop()
         parsed = _parse(log_dir)
@@ -395,6 +412,12 @@ def _one_window(
         if figure is None:
             detail = f"; RAPL counters: {problem}" if problem else ""
             return f"carbontracker reported {parsed.energy_kwh:g} kWh for {duration_s:.2f} s{detail}"
+        power_model = None
+        if plan.load_model is not None:
+            power_model = plan.load_model.describe(cpu_s, duration_s)
+            load_kwh = power_model["cpu_power_w"] * duration_s * PUE / J_PER_KWH
+            ct_cpu = parsed.energy_kwh if ct_cpu_kwh is None else ct_cpu_kwh
+            figure = Figure(parsed.energy_kwh - ct_cpu + load_kwh, "load_model", figure.notes)
         return WindowResult(
             energy_kwh=figure.energy_kwh,
             window_s=duration_s,
@@ -410,6 +433,9 @@ def _one_window(
             carbontracker_energy_kwh=parsed.energy_kwh,
             counter_energy_kwh=counter_kwh,
             notes=figure.notes,
+            cpu_s=cpu_s,
+            sub_windows=sub_windows,
+            power_model=power_model,
         )
     finally:
         if logger_id:

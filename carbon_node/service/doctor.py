@@ -138,6 +138,8 @@ def _power_plan(settings: Settings) -> tuple[CheckStatus, str]:
             sim_cpu_util=settings.sim_cpu_util,
             uses_cuda=settings.device == "cuda",
             tdp_match=tdp_table_match,
+            cpu_power_model=settings.cpu_power_model,
+            threads=settings.torch_threads or 1,
         )
     except Exception as exc:  # carbontracker missing or failing: the worker would fail the same way
         return "warn", f"cannot plan the power source: {exc}"

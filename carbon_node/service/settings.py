@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     sim_cpu_util: float | None = _field(
         None, "CARBON_NODE_SIM_CPU_UTIL", "simulated CPU utilisation (0-1) with CARBON_NODE_SIM_CPU_TDP_W", ge=0, le=1
     )
+    cpu_power_model: Literal["load_model", "carbontracker"] = _field(
+        "load_model",
+        "CARBON_NODE_CPU_POWER_MODEL",
+        "CPU power without an energy counter: load_model (the TDP-to-load curve at the worker's CPU load, for its "
+        "share of the socket) or carbontracker (its 50 % of TDP, upstream's figure)",
+    )
     # Service
     state_dir: Path = _field(
         None, "CARBON_NODE_STATE_DIR", "journal and per-task scratch; default $STATE_DIRECTORY or the user's state dir"

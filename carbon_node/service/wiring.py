@@ -36,6 +36,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         model_load_timeout_s=settings.model_load_timeout_s,
         sim_cpu_tdp_w=settings.sim_cpu_tdp_w,
         sim_cpu_util=settings.sim_cpu_util,
+        cpu_power_model=settings.cpu_power_model,
     )
 
 
