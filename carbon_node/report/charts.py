@@ -2,8 +2,9 @@
 
 - :func:`models_chart`: the models on one axis, carbon (gCO2e) and energy (kWh) per inference in two
   panels; for each model the median of each scaling (measured: window / forward passes; HW latency)
-  as a dot with its min-max range as a bar. The axis is logarithmic when the values span two decades
-  or more.
+  as a dot with its min-max range as a bar, and the published figure's median as a square with its
+  typical 95 % interval (``extra_data.uncertainty``) as an error bar. The axis is logarithmic when the
+  values span two decades or more.
 - :func:`time_chart`: the published carbon per inference of every answer with figures over the time it
   was answered, one colour per model; hollow markers are cached answers.
 
@@ -27,7 +28,7 @@ from carbon_node.report.summary import ModelSummary, Stats
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["PALETTE", "label", "models_chart", "time_chart"]
+__all__ = ["INTERVAL", "PALETTE", "label", "models_chart", "time_chart"]
 
 PALETTE = ("#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#8C6D1F", "#5D3A9B", "#E69F00", "#0072B2")
 """Colours of the models over time: Okabe-Ito (distinguishable with colour-vision deficiencies), those of
@@ -37,6 +38,9 @@ _SERIES = (
     ("measured", "measured: window energy / forward passes", "#0072B2", "o"),
     ("hw_latency", "HW latency: energy over the HW latency", "#E69F00", "D"),
 )
+
+INTERVAL = ("published", "as published: median, bar: its 95 % interval", "#882255", "s")
+"""The published figure with its uncertainty interval (Tol's wine: no model's or scaling's colour)."""
 
 MAX_VECTOR_POINTS = 2000
 """Above this many answers the markers over time are one inline PNG inside the SVG (axes and text stay
@@ -109,7 +113,7 @@ def models_chart(models: Sequence[ModelSummary]) -> str:
     from matplotlib.ticker import FuncFormatter
 
     with matplotlib.rc_context(_STYLE):
-        height = 1.9 + 0.55 * len(models)
+        height = 1.9 + 0.75 * len(models)
         figure = Figure(figsize=(11.0, height), layout="constrained")
         axes = figure.subplots(1, 2, sharey=True)
         names = [label(model.model) for model in models]
@@ -119,7 +123,26 @@ def models_chart(models: Sequence[ModelSummary]) -> str:
         )
         for ax, (unit, title, xlabel) in zip(axes, panels, strict=True):
             values: list[float] = []
-            for offset, (key, legend, colour, marker) in zip((-0.14, 0.14), _SERIES, strict=True):
+            _, legend, colour, marker = INTERVAL
+            boxed = [(i, getattr(model, unit).median, getattr(model, f"{unit}_interval")) for i, model in enumerate(models)]
+            boxed = [(i, median, pair) for i, median, pair in boxed if pair is not None]
+            if boxed:
+                ax.errorbar(
+                    [median for _, median, _ in boxed],
+                    [i for i, _, _ in boxed],
+                    xerr=[
+                        [max(median - pair[0], 0.0) for _, median, pair in boxed],
+                        [max(pair[1] - median, 0.0) for _, median, pair in boxed],
+                    ],
+                    fmt=marker,
+                    color=colour,
+                    markersize=7,
+                    capsize=5,
+                    elinewidth=2.2,
+                    label=legend,
+                )
+                values += [pair[0] for _, _, pair in boxed] + [pair[1] for _, _, pair in boxed]
+            for offset, (key, legend, colour, marker) in zip((-0.25, 0.25), _SERIES, strict=True):
                 rows = [(i, _series(model, key, unit)) for i, model in enumerate(models)]
                 present = [(i, stats) for i, stats in rows if stats is not None]
                 if not present:
@@ -145,7 +168,14 @@ def models_chart(models: Sequence[ModelSummary]) -> str:
         handles, legends = axes[0].get_legend_handles_labels()
         if not handles:
             handles, legends = axes[1].get_legend_handles_labels()
-        figure.legend(handles, legends, loc="outside lower center", ncols=2, frameon=False, title="median, bar: min to max")
+        figure.legend(
+            handles,
+            legends,
+            loc="outside lower center",
+            ncols=3,
+            frameon=False,
+            title="median; bar: min to max, or 95 % interval",
+        )
         return _svg(figure, "models")
 
 

@@ -47,6 +47,9 @@ figcaption { color: #555; font-size: 0.88rem; }
 p.empty { font-size: 1.1rem; padding: 1rem; border: 1px dashed #999; background: #fafafa; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2rem 1rem; }
 dt { color: #555; }
+td.overlap { background: #fff4e5; }
+td.apart { color: #2d6a2d; }
+span.model { font-family: "DejaVu Sans Mono", monospace; font-size: 0.82rem; }
 """
 
 
@@ -81,9 +84,26 @@ def _counts(counter: Counter[str]) -> str:
     return "<br>".join(f"{_e(name)} ({count})" for name, count in counter.most_common())
 
 
-def _figures_table(models: Sequence[ModelSummary], unit: str, title: str) -> str:
-    """One quantity (``carbon_g`` or ``energy_kwh``) per model: as published, and both scalings."""
+def _interval_cell(pair: tuple[float, float] | None) -> str:
+    return '<td class="num">-</td>' if pair is None else f'<td class="num">{number(pair[0])} to {number(pair[1])}</td>'
+
+
+def _apart(model: ModelSummary, pairs: Sequence[tuple[str, str]]) -> str:
+    """The models ``model`` cannot be told apart from (their carbon intervals overlap), as a cell."""
+    others = [b if a == model.model else a for a, b in pairs if model.model in (a, b)]
+    if model.carbon_g_interval is None:
+        return "<td>no interval</td>"
+    if not others:
+        return '<td class="apart">distinguishable from every other model</td>'
+    names = "<br>".join(_e(other or "(unnamed)") for other in others)
+    return f'<td class="overlap">not distinguishable from:<br><span class="model">{names}</span></td>'
+
+
+def _figures_table(models: Sequence[ModelSummary], unit: str, title: str, pairs: Sequence[tuple[str, str]] = ()) -> str:
+    """One quantity (``carbon_g`` or ``energy_kwh``) per model: as published with its typical 95 % interval,
+    and both scalings; for carbon, the models it cannot be told apart from."""
     rows = []
+    carbon = unit == "carbon_g"
     for model in models:
         rows.append(
             "<tr>"
@@ -92,16 +112,32 @@ def _figures_table(models: Sequence[ModelSummary], unit: str, title: str) -> str
             f'<td class="num">{model.answers}</td>'
             f'<td class="num">{model.measurements}</td>'
             f"{_stats_cell(getattr(model, unit))}"
+            f"{_interval_cell(getattr(model, unit + '_interval'))}"
             f"{_stats_cell(getattr(model, 'measured_' + unit))}"
             f"{_stats_cell(getattr(model, 'hw_latency_' + unit))}"
+            f"{_apart(model, pairs) if carbon else ''}"
             "</tr>"
         )
     return (
         f"<h3>{title}</h3><table><thead><tr><th>model</th><th>mode</th><th>answers</th><th>measurements</th>"
-        "<th>as published</th><th>measured scaling</th><th>HW-latency scaling</th></tr></thead><tbody>"
+        "<th>as published</th><th>95 % interval (typical)</th><th>measured scaling</th><th>HW-latency scaling</th>"
+        + ("<th>ranking</th>" if carbon else "")
+        + "</tr></thead><tbody>"
         + "".join(rows)
         + "</tbody></table>"
     )
+
+
+def _ranking(summary: Summary) -> str:
+    """Which models the intervals let one rank, and which not."""
+    if not summary.indistinguishable:
+        return "<p>Every pair of models with an interval is distinguishable: their 95 % intervals do not overlap.</p>"
+    items = "".join(
+        f'<li><span class="model">{_e(a or "(unnamed)")}</span> and <span class="model">{_e(b or "(unnamed)")}</span>: '
+        "not distinguishable (their carbon intervals overlap)</li>"
+        for a, b in summary.indistinguishable
+    )
+    return f"<ul>{items}</ul>"
 
 
 def _provenance_table(models: Sequence[ModelSummary]) -> str:
@@ -171,12 +207,21 @@ def render_page(summary: Summary, *, source: str, filters: str = "", generated_s
             "HW-latency scaling is the energy over the HW provider's latency (upstream's figure, and the only one "
             "on the ONNX path). <i>measurements</i> counts distinct measurements: a cached answer reuses one.</p>"
         )
-        parts.append(_figures_table(summary.models, "carbon_g", "Carbon, gCO2e per inference"))
+        parts.append(
+            "<p>The <i>95 % interval</i> bounds the published figure (<code>extra_data.uncertainty</code>: the power "
+            "source's error, the window's spread and, for carbon, the grid intensity's); the typical one of a model is "
+            "the median of its answers' lows and highs. Two models whose carbon intervals overlap are <strong>not "
+            "distinguishable</strong>: their order may be the other way round.</p>"
+        )
+        parts.append(_figures_table(summary.models, "carbon_g", "Carbon, gCO2e per inference", summary.indistinguishable))
         parts.append(_figures_table(summary.models, "energy_kwh", "Energy, kWh per inference"))
         parts.append(
             f"<figure>{models_chart(summary.models)}<figcaption>Models compared: median per inference (dot) and min to "
-            "max (bar) for each scaling.</figcaption></figure>"
+            "max (bar) for each scaling; the published median (square) with its typical 95 % interval as an error bar."
+            "</figcaption></figure>"
         )
+        parts.append("<h3>Which models can be told apart</h3>")
+        parts.append(_ranking(summary))
         parts.append(
             f"<figure>{time_chart(summary.answered, summary.models)}<figcaption>Every answer with figures: the "
             "carbon per inference it published. Hollow markers are cached answers (the measurement of an earlier "

@@ -108,6 +108,11 @@ class Answer:
     error: str | None
     node_error: bool
     extra: dict[str, Any] = dataclasses.field(repr=False, compare=False)
+    carbon_g_interval: tuple[float, float] | None = None
+    """``extra_data.uncertainty.carbon_g``: the published carbon's interval (gCO2e), None where there is none."""
+    energy_kwh_interval: tuple[float, float] | None = None
+    """``extra_data.uncertainty.energy_kwh`` (kWh)."""
+    uncertainty_level: str | None = None
     """The :data:`PROVENANCE_KEYS` of the published ``extra_data`` that it has."""
 
     @property
@@ -127,7 +132,12 @@ class Answer:
             "model": self.model,
             "mode": self.mode,
             "carbon_g_per_inference": self.carbon_g,
+            "carbon_g_low": self.carbon_g_interval[0] if self.carbon_g_interval else None,
+            "carbon_g_high": self.carbon_g_interval[1] if self.carbon_g_interval else None,
             "energy_kwh_per_inference": self.energy_kwh,
+            "energy_kwh_low": self.energy_kwh_interval[0] if self.energy_kwh_interval else None,
+            "energy_kwh_high": self.energy_kwh_interval[1] if self.energy_kwh_interval else None,
+            "uncertainty_level": self.uncertainty_level,
             "grid_ci_g_per_kwh": self.grid_ci_g_per_kwh,
             "grid_ci_source": self.grid_ci_source,
             "grid_ci_zone": self.grid_ci_zone,
@@ -139,7 +149,8 @@ class Answer:
 
 
 FIELDS = tuple(Answer("", 0.0, "", "", None, None, None, None, None, None, None, None, None, False, {}).record())
-"""Names of the fields of ``results`` (CSV header, JSON keys), in order."""
+"""Names of the fields of ``results`` (CSV header, JSON keys), in order; ``*_low``/``*_high``: the published
+value's interval (``extra_data.uncertainty``) at ``uncertainty_level``."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +190,20 @@ def _text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
+def _interval(block: Any, key: str) -> tuple[float, float] | None:
+    """``block[key]`` as a (low, high) pair of finite numbers, None when it is not one."""
+    pair = block.get(key) if isinstance(block, dict) else None
+    if isinstance(pair, list) and len(pair) == 2:
+        low, high = _figure(pair[0]), _figure(pair[1])
+        if low is not None and high is not None:
+            return low, high
+    return None
+
+
+def _level(block: Any) -> str | None:
+    return _text(block.get("level")) if isinstance(block, dict) else None
+
+
 def _answer(row: Sequence[Any]) -> Answer:
     problem_id, iteration_id, carbon_g, energy_kwh, grid_ci, extra_text, node_error, recorded_at = row
     try:
@@ -208,6 +233,9 @@ def _answer(row: Sequence[Any]) -> Answer:
         error=_text(extra.get("error")) if mode == "error" or node_error else None,
         node_error=bool(node_error),
         extra={key: extra[key] for key in PROVENANCE_KEYS if key in extra},
+        carbon_g_interval=_interval(extra.get("uncertainty"), "carbon_g") if figures else None,
+        energy_kwh_interval=_interval(extra.get("uncertainty"), "energy_kwh") if figures else None,
+        uncertainty_level=_level(extra.get("uncertainty")) if figures else None,
     )
 
 
@@ -299,7 +327,9 @@ _TABLE_COLUMNS = (
     ("MODEL", "model", 32),
     ("MODE", "mode", 12),
     ("CARBON_G", "carbon_g_per_inference", 10),
+    ("CARBON_G 95%", "carbon_g_range", 21),
     ("ENERGY_KWH", "energy_kwh_per_inference", 10),
+    ("ENERGY_KWH 95%", "energy_kwh_range", 21),
     ("GRID_G/KWH", "grid_ci_g_per_kwh", 10),
     ("CI_SOURCE", "grid_ci_source", 16),
     ("POWER", "power_source", 12),
@@ -315,10 +345,16 @@ def _table(answers: Sequence[Answer]) -> str:
         record = answer.record()
         if record["error"]:  # upstream's boilerplate start says nothing that the MODE column does not
             record["error"] = record["error"].removeprefix(FAILED_PREFIX)
+        for unit in ("carbon_g", "energy_kwh"):
+            low, high = record[f"{unit}_low"], record[f"{unit}_high"]
+            record[f"{unit}_range"] = f"{_cell(low)}..{_cell(high)}" if low is not None else None
         rows.append([_short(_cell(record[key]), width, keep_end=key == "model") for _, key, width in _TABLE_COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(_TABLE_COLUMNS))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.append(f"{len(answers)} answer(s); per inference: carbon in gCO2e, energy in kWh; grid intensity in gCO2e/kWh")
+    lines.append(
+        f"{len(answers)} answer(s); per inference: carbon in gCO2e, energy in kWh, each with its 95 % interval "
+        "(low..high); grid intensity in gCO2e/kWh"
+    )
     return "\n".join(lines)
 
 

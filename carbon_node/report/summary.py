@@ -5,6 +5,9 @@
   side by side where the answers carry them (``measured_per_inference``: window energy / forward
   passes; ``hw_latency_per_inference``: scaled by the HW latency), and how those figures were
   obtained (power and intensity sources, window, forward passes, cached share).
+- Each model's typical interval (:func:`typical_interval`: the median of its answers' lows and highs of
+  ``extra_data.uncertainty``), and the pairs of models whose carbon intervals overlap: they cannot be
+  told apart (:func:`overlapping`).
 - Error answers (``mode`` error) are grouped by message; ``no_model`` answers are counted.
 
 A cached answer reuses an earlier measurement (same ``measured_at``), so a model's ``measurements``
@@ -21,7 +24,7 @@ from typing import Any
 
 from carbon_node.report.results import Answer
 
-__all__ = ["ErrorGroup", "ModelSummary", "Stats", "Summary", "summarize"]
+__all__ = ["ErrorGroup", "ModelSummary", "Stats", "Summary", "overlapping", "summarize", "typical_interval"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ class ModelSummary:
     devices: Counter[str]
     first_s: float
     last_s: float
+    carbon_g_interval: tuple[float, float] | None = None
+    """The typical 95 % interval of the published carbon (gCO2e; :func:`typical_interval`)."""
+    energy_kwh_interval: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,8 @@ class Summary:
     last_s: float | None
     answered: Sequence[Answer] = field(repr=False)
     """The answers with figures, oldest first (the chart over time)."""
+    indistinguishable: tuple[tuple[str, str], ...] = ()
+    """Pairs of models (in the order of ``models``) whose carbon intervals overlap."""
 
 
 def _intensity(answer: Answer) -> str:
@@ -111,6 +119,25 @@ def _intensity(answer: Answer) -> str:
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def typical_interval(intervals: Iterable[tuple[float, float] | None]) -> tuple[float, float] | None:
+    """The median of the lows and the median of the highs of the intervals present; None when none is."""
+    present = [pair for pair in intervals if pair is not None]
+    if not present:
+        return None
+    return statistics.median(low for low, _ in present), statistics.median(high for _, high in present)
+
+
+def overlapping(models: Sequence[ModelSummary]) -> tuple[tuple[str, str], ...]:
+    """Pairs of models whose typical carbon intervals overlap (neither lies wholly above the other)."""
+    pairs = []
+    for i, first in enumerate(models):
+        for second in models[i + 1 :]:
+            a, b = first.carbon_g_interval, second.carbon_g_interval
+            if a is not None and b is not None and a[0] <= b[1] and b[0] <= a[1]:
+                pairs.append((first.model, second.model))
+    return tuple(pairs)
 
 
 def _model_summary(model: str, answers: Sequence[Answer]) -> ModelSummary:
@@ -137,6 +164,8 @@ def _model_summary(model: str, answers: Sequence[Answer]) -> ModelSummary:
         devices=Counter(str(answer.extra["device"]) for answer in tracker if answer.extra.get("device")),
         first_s=min(answer.answered_at_s for answer in answers),
         last_s=max(answer.answered_at_s for answer in answers),
+        carbon_g_interval=typical_interval(answer.carbon_g_interval for answer in answers),
+        energy_kwh_interval=typical_interval(answer.energy_kwh_interval for answer in answers),
     )
 
 
@@ -175,4 +204,5 @@ def summarize(answers: Sequence[Answer]) -> Summary:
         first_s=min(times) if times else None,
         last_s=max(times) if times else None,
         answered=with_figures,
+        indistinguishable=overlapping(models),
     )

@@ -184,6 +184,15 @@ def test_results_show_each_answer_of_a_real_node_with_its_figures_and_provenance
         assert rows[task_id]["energy_kwh_per_inference"] == sent["energy_kwh"]
         assert rows[task_id]["grid_ci_g_per_kwh"] == sent["grid"]
         assert rows[task_id]["grid_ci_source"] == sent["extra"]["grid_ci_source"]
+    for task_id in ("1.1", "1.2", "2.1", "2.2"):  # the interval the answer published, around its figures
+        sent = node_run.outputs[task_id]
+        row = rows[task_id]
+        assert [row["carbon_g_low"], row["carbon_g_high"]] == sent["extra"]["uncertainty"]["carbon_g"]
+        assert [row["energy_kwh_low"], row["energy_kwh_high"]] == sent["extra"]["uncertainty"]["energy_kwh"]
+        assert row["carbon_g_low"] <= row["carbon_g_per_inference"] <= row["carbon_g_high"]
+        assert row["energy_kwh_low"] <= row["energy_kwh_per_inference"] <= row["energy_kwh_high"]
+        assert row["uncertainty_level"] == "95%"
+    assert rows["3.1"]["carbon_g_low"] is None and rows["4.1"]["energy_kwh_high"] is None
     assert rows["1.1"]["model"] == node_run.models["bert"]
     assert (rows["1.1"]["mode"], rows["1.1"]["power_source"], rows["1.1"]["scaling"], rows["1.1"]["cached"]) == (
         "tracker",
@@ -231,6 +240,9 @@ def test_results_as_csv_and_as_a_table(node_run: NodeRun) -> None:
     assert table[0].split()[:4] == ["TASK", "ANSWERED_AT", "(UTC)", "MODEL"]
     assert table[-1].startswith("8 answer(s)")
     assert any(line.startswith("2.2 ") and "gemm-large" in line and "onnx_hw_only" in line for line in table)
+    low, high = by_id["2.2"]["carbon_g_low"], by_id["2.2"]["carbon_g_high"]
+    assert "CARBON_G 95%" in table[0]
+    assert any(line.startswith("2.2 ") and f"{float(low):.4g}..{float(high):.4g}" in line for line in table)
 
 
 def test_results_default_to_the_journal_in_the_node_state_dir_and_read_a_copy(node_run: NodeRun, tmp_path: Path) -> None:
@@ -334,6 +346,10 @@ def test_the_report_summarizes_per_model_with_both_scalings(node_run: NodeRun) -
     assert bert.hw_latency_carbon_g == bert.carbon_g  # hw_latency scaling is what was published
     assert by_model["gemm-large"].measured_carbon_g is None and by_model["gemm-large"].hw_latency_energy_kwh is not None
     assert [(group.count, group.models) for group in summary.errors] == [(2, (node_run.models["missing"],))]
+    # gemm-small and tiny-bert are within a factor 2: their intervals overlap; gemm-large is 4 decades above.
+    assert summary.indistinguishable == (("gemm-small", node_run.models["bert"]),)
+    large = by_model["gemm-large"]
+    assert large.carbon_g_interval == tuple(node_run.outputs["2.2"]["extra"]["uncertainty"]["carbon_g"])
     assert summary.modes["no_model"] == 2
 
 
@@ -414,9 +430,9 @@ def test_the_report_in_a_browser_shows_both_charts_and_the_journal_numbers(node_
     print(f"report: {size_kb:.0f} KB written in {report_s:.1f} s (process included); Chromium screenshot + DOM {render_s:.1f} s")
 
     # Both charts are drawn: the scalings' colours (models chart) and the models' colours (time chart).
-    from carbon_node.report.charts import _SERIES, PALETTE
+    from carbon_node.report.charts import _SERIES, INTERVAL, PALETTE
 
-    for colour in (_SERIES[0][2], _SERIES[1][2], PALETTE[0], PALETTE[1], PALETTE[2]):
+    for colour in (_SERIES[0][2], _SERIES[1][2], INTERVAL[2], PALETTE[0], PALETTE[1], PALETTE[2]):
         assert _pixels_near(screenshot, colour) > 40, colour
     # The page holds the journal's numbers as the test received them on the bus.
     published = [node_run.outputs[t]["carbon_g"] for t in ("1.1", "1.2")]
@@ -433,6 +449,7 @@ def test_the_report_in_a_browser_shows_both_charts_and_the_journal_numbers(node_
         node_run.outputs["2.2"]["carbon_g"],
         node_run.outputs["2.2"]["energy_kwh"],
         node_run.outputs["1.1"]["extra"]["window_s"],
+        *node_run.outputs["2.2"]["extra"]["uncertainty"]["carbon_g"],  # gemm-large's interval
     ):
         assert re.search(rf"(?<![\w.]){re.escape(number(value))}(?![\w.])", dom), value
     for text in (
@@ -447,8 +464,14 @@ def test_the_report_in_a_browser_shows_both_charts_and_the_journal_numbers(node_
         "does not exist",
         "2 no_model answer(s)",
         node_run.models["bert"],
+        "95 % interval (typical)",
+        "Which models can be told apart",
+        "not distinguishable (their carbon intervals overlap)",
+        "distinguishable from every other model",  # gemm-large
     ):
         assert text in dom, text
+    ranking = dom[dom.index("Which models can be told apart") :]
+    assert "gemm-small" in ranking.split("</ul>")[0] and "gemm-large" not in ranking.split("</ul>")[0]
 
 
 def _journal_with_one_answer(path: Path) -> SqliteJournal:
