@@ -416,8 +416,10 @@ def _one_window(
         if plan.load_model is not None:
             power_model = plan.load_model.describe(cpu_s, duration_s)
             load_kwh = power_model["cpu_power_w"] * duration_s * PUE / J_PER_KWH
+            # Only a GPU adds to the CPU share (carbontracker's total minus its CPU share is otherwise timing dust).
             ct_cpu = parsed.energy_kwh if ct_cpu_kwh is None else ct_cpu_kwh
-            figure = Figure(parsed.energy_kwh - ct_cpu + load_kwh, "load_model", figure.notes)
+            others_kwh = max(parsed.energy_kwh - ct_cpu, 0.0) if "gpu" in parsed.devices else 0.0
+            figure = Figure(others_kwh + load_kwh, "load_model", figure.notes)
         return WindowResult(
             energy_kwh=figure.energy_kwh,
             window_s=duration_s,

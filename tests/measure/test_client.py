@@ -167,6 +167,8 @@ def test_a_repeated_spec_within_the_ttl_is_answered_from_the_cache(
         first.forward_passes,
         first.energy_kwh,
     )
+    # the cached answer carries its own interval: the parts measured with it
+    assert first.uncertainty is not None and second.uncertainty == first.uncertainty
 
 
 def test_a_cached_measurement_expires_after_the_ttl(

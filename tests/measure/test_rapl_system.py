@@ -107,7 +107,8 @@ def test_a_steady_package_counter_is_measured_as_rapl(text_model: str, tmp_path:
     # carbontracker's figure agrees within FAR_RELATIVE, so it is the one published. It is one 1 s sample
     # divided by the nominal second: on a loaded machine its second read comes late (it was seen 2.7 %
     # high on 2 shared cores), hence the wider bound on it.
-    assert extra["energy_figure"] == "carbontracker"
+    assert extra["energy_figure"] == "carbontracker" and extra["power_model"] is None
+    assert extra["uncertainty"]["parts"]["power_source"]["factor"] == [0.75, 1.35]  # a counter's part
     published = extra["measured_per_inference"]["energy_kwh"]
     assert published == pytest.approx(extra["carbontracker_energy_kwh"] / extra["forward_passes"], rel=1e-9)
     assert published == output["energy_consumption"] == pytest.approx(expected, rel=CARBONTRACKER_TOLERANCE)
@@ -133,7 +134,9 @@ def test_unreadable_counters_fall_back_to_the_tdp_table_and_say_so(
 ) -> None:
     output = estimate(scenario, text_model, tmp_path)
     extra = output["extra_data"]
-    assert (extra["mode"], extra["power_source"], extra["energy_figure"]) == ("tracker", "tdp_table", "carbontracker")
+    # No counter: the TDP table's CPU, its power from the window's load (carbontracker's figure kept beside it).
+    assert (extra["mode"], extra["power_source"], extra["energy_figure"]) == ("tracker", "tdp_table", "load_model")
+    assert extra["power_model"]["name"] == "boavizta_teads_tdp_curve" and extra["carbontracker_energy_kwh"] > 0
     assert extra["counter_energy_kwh"] is None
     assert output["energy_consumption"] > 0
     notes = [note for note in extra["measurement_notes"] if "RAPL counters are not readable" in note]

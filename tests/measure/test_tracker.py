@@ -222,3 +222,36 @@ def test_a_tdp_table_window_does_not_run_cpuinfo_again(tmp_path: Path, monkeypat
     assert calls == []
     assert plan.source == "tdp_table" and result.devices["cpu"] == [name] and result.energy_kwh > 0
     assert result.measure_s - result.window_s < 1.0  # was 1.4-2.6 s here with GenericCPU
+
+
+def test_without_a_counter_the_load_model_gives_the_cpu_share_and_carbontrackers_figure_is_kept(tmp_path: Path) -> None:
+    from carbon_node.measure.load_power import LoadPowerModel, SocketFacts
+
+    model = LoadPowerModel.for_host(
+        cpu_name="fixture CPU", table_tdp_w=64.0, table_matched=True, threads=1, facts=SocketFacts(8, False), cpus=8
+    )
+    # carbontracker draws 20 W through sim_cpu (as it draws its TDP-table figure); the load model replaces it
+    plan = PowerPlan(
+        "tdp_table",
+        "tdp_table",
+        None,
+        {"sim_cpu": "fixture CPU", "sim_cpu_tdp": 20.0, "sim_cpu_util": 1.0},
+        load_model=model,
+    )
+    result = run_window(CountingForward(), window_s=WINDOW_S, scratch_dir=tmp_path, plan=plan)
+    assert result.energy_figure == "load_model"
+    assert result.carbontracker_energy_kwh == pytest.approx(20.0 * result.window_s * PUE / 3.6e6, rel=0.02)
+    assert result.power_model is not None and result.power_model["name"] == "boavizta_teads_tdp_curve"
+    power_w = result.power_model["cpu_power_w"]
+    assert power_w == pytest.approx(model.power_w(result.cpu_s, result.window_s))
+    assert result.energy_kwh == pytest.approx(power_w * result.window_s * PUE / 3.6e6, rel=1e-6)
+    # one busy thread (this loop) of 8 on a 64 W package
+    assert 0.1 < result.cpu_s / result.window_s <= 1.2 and power_w <= 64.0 * 1.02 * 1.2 / 8
+
+
+def test_the_window_is_cut_into_sub_windows_that_hold_every_pass(tmp_path: Path) -> None:
+    result = run_window(CountingForward(), window_s=WINDOW_S, scratch_dir=tmp_path, plan=simulated())
+    assert 2 <= len(result.sub_windows) <= 5
+    assert sum(sub.passes for sub in result.sub_windows) == result.forward_passes
+    assert sum(sub.duration_s for sub in result.sub_windows) == pytest.approx(result.window_s, rel=0.01)
+    assert result.energy_figure == "carbontracker" and result.power_model is None
