@@ -5,8 +5,12 @@ client (``bench/client.py``) with the same tasks; every figure of a row is measu
 baseline (``bench/upstream_baseline.py``) reproduces the upstream node's behaviour. Prints a markdown
 table (value of each node, carbon-node's advantage (> 1: carbon-node better), target, pass/miss) and writes it to ``--out``.
 
-``--phases start,first,no_model,onnx,quality,table`` runs only some phases (each for both nodes), for
-comparing one figure quickly; ``--only`` runs one node. The table's first line names the machine (CPU
+Every phase runs in rounds (5, 3 with ``--quick``), carbon-node then the baseline in each (ABAB), so that
+a transient load on the machine hits both designs; each figure is the median over the rounds and the
+advantage column the median of the per-round ratios with their range (:mod:`table`).
+
+``--phases start,first,no_model,onnx,quality,table,realistic`` runs only some phases (each for both
+nodes), for comparing one figure quickly; ``--only`` runs one node. The table's first line names the machine (CPU
 model, usable CPUs, the host's own power source), since every figure depends on it.
 
 Times are wall-clock seconds of the client (publish of the first input to receipt of the output). Not
@@ -33,6 +37,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from client import BenchClient  # noqa: E402
+from realistic import REALISTIC_ROWS, phase_realistic  # noqa: E402
+from table import Row, render  # noqa: E402
 
 from carbon_node.measure.tiny import build_tiny_onnx  # noqa: E402
 from carbon_node.wire import Status  # noqa: E402
@@ -48,6 +54,8 @@ PUE = 1.58  # carbontracker 2.4's PUE (constants.PUE_2023), applied to simulated
 GRID_CI = 475.0
 THROUGHPUT_TASKS = 1000
 DOMAIN_FIRST, DOMAIN_SPAN = 150, 80  # private DDS domains 150-229 (Cyclone's port mapping ends at 232)
+ROUNDS, ROUNDS_QUICK = 5, 3
+"""Rounds of every phase; in each, carbon-node then the baseline (ABAB), one ratio per round."""
 
 
 # -- models --------------------------------------------------------------------------------------------
@@ -307,18 +315,26 @@ class Bench:
         return (count - lost) / max(last - started, 1e-9), lost
 
     def record(self, metric: str, kind: str, value: float) -> None:
-        self.results.setdefault(metric, {})[kind] = value
+        """One round's value of ``metric`` for ``kind`` (the table shows the median over rounds)."""
+        self.results.setdefault(metric, {}).setdefault(kind, []).append(value)
         print(f"  {kind:12s} {metric}: {value:.6g}", flush=True)
 
     # -- scenarios --------------------------------------------------------------------------------
 
-    def run_kind(self, kind: str, phases: list[str]) -> None:
+    def run_interleaved(self, phases: list[str], kinds: list[str]) -> None:
+        """Each phase in rounds, the designs alternating within every round (ABAB): a transient load on the
+        machine hits both designs, and each round gives one ratio."""
         for phase in phases:
-            PHASES[phase](self, kind)
+            rounds = ROUNDS_QUICK if self.quick else ROUNDS
+            for index in range(rounds):
+                for kind in kinds:
+                    print(f"[{kind}] {phase}, round {index + 1} of {rounds}", flush=True)
+                    PHASES[phase](self, kind)
 
     @property
     def repeats(self) -> int:
-        return 3 if self.quick else 10
+        """Round trips of one kind per round of a phase (medians are taken)."""
+        return 3 if self.quick else 5
 
     def phase_start(self, kind: str) -> None:
         print(f"[{kind}] start-up", flush=True)
@@ -344,7 +360,8 @@ class Bench:
 
     @property
     def start_repeats(self) -> int:
-        return 1 if self.quick else 3
+        """Starts per round (the rounds repeat them)."""
+        return 1
 
     @contextmanager
     def _node_with_waiting_task(self, kind: str, samples: list[float], **extra: str) -> Iterator[Node]:
@@ -384,9 +401,9 @@ class Bench:
     # life (it never releases a task instance), which must not decide the next run's figure.
     @property
     def throughput_runs(self) -> int:
-        """Fresh nodes per throughput figure (its median is recorded): one run of 1000 tasks lasts a
-        fraction of a second on this machine type, and single runs of the same node vary by 1.5-2x."""
-        return 3 if self.quick else 5
+        """Fresh nodes per round of a throughput phase: one; the rounds (5, 3 with --quick) repeat it, the
+        designs alternating, since single runs of the same node vary by 1.5-2x."""
+        return 1
 
     def run_throughput(self, kind: str, metric: str, **task: Any) -> None:
         """``throughput_runs`` runs of THROUGHPUT_TASKS tasks, each on a fresh node; records the median
@@ -466,6 +483,9 @@ PHASES: dict[str, Callable[[Bench, str], None]] = {
     "onnx": Bench.phase_onnx,
     "quality": Bench.phase_quality,
     "table": Bench.phase_table,
+    "realistic": lambda bench, kind: phase_realistic(
+        bench, kind, tokenizer_dir=minilm_dir(), worker_rss_mb=worker_rss_mb, per_inference_kwh=per_inference_kwh, cv=cv
+    ),
 }
 """The benchmark's phases, in the order a full run takes them; each starts nodes of its own."""
 
@@ -499,23 +519,30 @@ def cv(values: list[float]) -> float:
 
 # -- report -----------------------------------------------------------------------------------------
 
-Target = Callable[[float, float], bool]
-"""Whether carbon-node's value (first argument) meets the row's target; the second is the baseline's."""
-
-
-@dataclass(frozen=True)
-class Row:
-    key: str
-    label: str
-    target_text: str = ""
-    target: Target | None = None
-    better: str = "lower"
-    """``lower`` or ``higher``: which way is better (sets the advantage column); ``""``: no advantage shown."""
-    lost_key: str = ""
-    """For a throughput row: the row counting the tasks lost, shown next to a rate that left some out."""
-    relative: bool = False
-    """The target compares with the baseline's value: no verdict when the baseline did not run."""
-
+FOOTNOTE = (
+    "Advantage: upstream / carbon-node where lower is better (times, memory, error, variation),"
+    " carbon-node / upstream where higher is better (throughput); inf: the baseline scored 0. Every phase runs"
+    f" in {ROUNDS} rounds ({ROUNDS_QUICK} with --quick), carbon-node then the baseline in each (ABAB): a figure"
+    " is the median over the rounds (tasks lost: the most in a round), the advantage the median of the"
+    " rounds' ratios with their range."
+    f" Simulated power: {SIM_TDP_W} W at 100 % utilisation, PUE {PUE}. Two truths: power x PUE x window /"
+    " forward passes, from the window and passes each answer reports (carbon-node only: the baseline counts"
+    " no passes), which checks carbontracker's integration and the node's accounting; and power x PUE x"
+    " seconds per pass timed by the benchmark in its own process (1 thread, the same model and upstream's"
+    " dummy input), which also includes how differently fast the pass runs in the node's worker. The"
+    " baseline is given that timed per-pass latency in hours (the unit it assumes) and multiplies by it,"
+    " so it matches the second truth by construction, its most favourable input. carbon-node reports its"
+    " measured per-inference energy (window energy / forward passes). NaN: not applicable or not"
+    " obtained (the baseline has no long-lived worker, counts no passes, and cannot feed an image model)."
+    " Round trips: medians of 5 per round (3 with --quick); start to first answer: one start per round."
+    " Every phase runs a new node process on a DDS domain of its own. Throughput: answered tasks / seconds"
+    " from the first publication to the last answer, one fresh node per round; where tasks were lost the cell"
+    " says how many were answered, and the rate covers only those: upstream's node keeps every task instance"
+    " (max_instances 500, never released) and stops answering once 500 are held. Realistic sizes: bert-base,"
+    " gpt2 and vit-base from transformers' default configurations (random weights, saved offline), simulated"
+    " power, measurement cache off; first-seen round trip on a warmed node, passes per window and per-inference"
+    " CV over 5 windows, worker RSS after the model."
+)
 
 ROWS: list[Row] = [
     Row(
@@ -561,7 +588,7 @@ ROWS: list[Row] = [
         lost_key="no_model_lost",
         relative=True,
     ),
-    Row("no_model_lost", f"NO_MODEL tasks lost of {THROUGHPUT_TASKS}", "0", lambda v, _: v == 0, better=""),
+    Row("no_model_lost", f"NO_MODEL tasks lost of {THROUGHPUT_TASKS}", "0", lambda v, _: v == 0, better="", worst=True),
     Row(
         "onnx_tasks_per_s",
         f"ONNX-path throughput, {THROUGHPUT_TASKS} tasks, 400 in flight (answered tasks/s)",
@@ -571,7 +598,7 @@ ROWS: list[Row] = [
         lost_key="onnx_lost",
         relative=True,
     ),
-    Row("onnx_lost", f"ONNX-path tasks lost of {THROUGHPUT_TASKS}", "0", lambda v, _: v == 0, better=""),
+    Row("onnx_lost", f"ONNX-path tasks lost of {THROUGHPUT_TASKS}", "0", lambda v, _: v == 0, better="", worst=True),
     Row("node_rss_idle_mb", "Node RSS, idle (MiB)", "<= 150", lambda v, _: v <= 150),
     Row("node_rss_after_tasks_mb", f"Node RSS after {THROUGHPUT_TASKS} ONNX-path tasks (MiB)"),
     Row("worker_rss_1_model_mb", "Worker RSS, 1 cached model (MiB)"),
@@ -580,116 +607,13 @@ ROWS: list[Row] = [
     Row("sim_power_rel_error", "Per-inference energy vs a pass timed by the benchmark, simulated power (rel. error)"),
     Row("sim_power_cv", "Per-inference energy, coefficient of variation, simulated power"),
     Row("table_power_cv", "Per-inference energy, coefficient of variation, host's power source"),
+    *REALISTIC_ROWS,
 ]
-
-
-def is_number(value: float) -> bool:
-    return value == value and abs(value) != float("inf")
-
-
-def advantage(row: Row, ours: float, base: float) -> float:
-    """How many times better carbon-node is on ``row`` (> 1: carbon-node better); NaN when not defined."""
-    if not row.better or not (is_number(ours) and is_number(base)):
-        return float("nan")
-    better, worse = (base, ours) if row.better == "lower" else (ours, base)
-    if worse == 0:
-        return float("inf") if better > 0 else float("nan")
-    return better / worse
-
-
-def cell(results: dict[str, dict[str, Any]], row: Row, kind: str) -> str:
-    value = results.get(row.key, {}).get(kind, float("nan"))
-    text = f"{value:.4g}"
-    lost = results.get(row.lost_key, {}).get(kind) if row.lost_key else None
-    if lost:
-        text += f" ({THROUGHPUT_TASKS - int(lost)} of {THROUGHPUT_TASKS} answered)"
-    return text
-
-
-def cpu_model() -> str:
-    """The CPU's model name from ``/proc/cpuinfo`` (``model name``, or ARM's ``Model``/``Hardware``)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return "unknown CPU"
-    for key in ("model name", "Model", "Hardware", "cpu model"):
-        for line in text.splitlines():
-            name, _, value = line.partition(":")
-            if name.strip() == key and value.strip():
-                return " ".join(value.split())
-    return "unknown CPU"
-
-
-def host_power_source() -> str:
-    """The power source carbon-node's worker would use on this host without simulated power."""
-    from carbon_node.measure.power import nvml_available, rapl_readable
-
-    if nvml_available():
-        return "nvml"
-    return "rapl" if rapl_readable() else "tdp_table"
-
-
-def machine(power_sources: dict[str, str]) -> str:
-    """One line naming the machine: CPU model, CPUs usable by the benchmark, the host's power source."""
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    source = power_sources.get("carbon-node") or f"{host_power_source()} (predicted; the host-power phase did not run)"
-    return (
-        f"Machine: {cpu_model()}, {usable} usable CPUs ({os.cpu_count()} online); host's power source:"
-        f" {source}; simulated power: {SIM_TDP_W:g} W."
-    )
-
-
-def render(results: dict[str, dict[str, Any]], quick: bool, elapsed_s: float, power_sources: dict[str, str] | None = None) -> str:
-    lines = [
-        f"# carbon-node vs upstream design ({'quick' if quick else 'full'} run, {time.strftime('%Y-%m-%d %H:%M')},"
-        f" {os.cpu_count()} CPUs, {elapsed_s:.0f} s)",
-        "",
-        machine(power_sources or {}),
-        "",
-        "| Metric | carbon-node | upstream design | carbon-node advantage, x (> 1: carbon-node better) | target | carbon-node |",
-        "|---|---:|---:|---:|---|---|",
-    ]
-    for row in ROWS:
-        if row.key not in results:
-            continue  # a phase not run (--phases)
-        ours = results.get(row.key, {}).get("carbon-node", float("nan"))
-        ratio = advantage(row, ours, results.get(row.key, {}).get("baseline", float("nan")))
-        ratio_text = "" if not row.better else f"{ratio:.3g}"
-        base = results.get(row.key, {}).get("baseline", float("nan"))
-        if row.target is None or (row.relative and not is_number(base)):
-            verdict = ""
-        else:
-            verdict = "pass" if is_number(ours) and row.target(ours, base) else "miss"
-        lines.append(
-            f"| {row.label} | {cell(results, row, 'carbon-node')} | {cell(results, row, 'baseline')} | {ratio_text}"
-            f" | {row.target_text} | {verdict} |"
-        )
-    lines += [
-        "",
-        "Advantage: upstream / carbon-node where lower is better (times, memory, error, variation),"
-        " carbon-node / upstream where higher is better (throughput); inf: the baseline scored 0."
-        f" Simulated power: {SIM_TDP_W} W at 100 % utilisation, PUE {PUE}. Two truths: power x PUE x window /"
-        " forward passes, from the window and passes each answer reports (carbon-node only: the baseline counts"
-        " no passes), which checks carbontracker's integration and the node's accounting; and power x PUE x"
-        " seconds per pass timed by the benchmark in its own process (1 thread, the same model and upstream's"
-        " dummy input), which also includes how differently fast the pass runs in the node's worker. The"
-        " baseline is given that timed per-pass latency in hours (the unit it assumes) and multiplies by it,"
-        " so it matches the second truth by construction, its most favourable input. carbon-node reports its"
-        " measured per-inference energy (window energy / forward passes). NaN: not applicable or not"
-        " obtained (the baseline has no long-lived worker). Medians over repeats (start to first answer: 3 starts, 1"
-        " with --quick). Every phase runs a new node"
-        " process on a DDS domain of its own. Throughput: answered tasks / seconds from the first publication"
-        " to the last answer, the median of 5 runs (3 with --quick), each on a fresh node (the tasks-lost row:"
-        " the most lost in a run); where tasks were lost the cell says how many were"
-        " answered, and the rate covers only those: upstream's node keeps every task instance (max_instances"
-        " 500, never released) and stops answering once 500 are held.",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats (about 15 minutes on 2 CPUs)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and repeats")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results.md", help="markdown file to write")
     parser.add_argument("--only", choices=["carbon-node", "baseline"], help="run one node only (debugging)")
     parser.add_argument(
@@ -710,12 +634,20 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="carbon-node-bench-") as tmp:
         bench = Bench(args.quick, Path(tmp))
         try:
-            for kind in ("carbon-node", "baseline"):
-                if args.only in (None, kind):
-                    bench.run_kind(kind, phases)
+            bench.run_interleaved(phases, [kind for kind in ("carbon-node", "baseline") if args.only in (None, kind)])
         finally:
             bench.client.close()
-        table = render(bench.results, args.quick, time.perf_counter() - started, bench.power_sources)
+        table = render(
+            bench.results,
+            ROWS,
+            quick=args.quick,
+            elapsed_s=time.perf_counter() - started,
+            rounds=ROUNDS_QUICK if args.quick else ROUNDS,
+            tasks=THROUGHPUT_TASKS,
+            sim_tdp_w=SIM_TDP_W,
+            footnote=FOOTNOTE,
+            power_sources=bench.power_sources,
+        )
     print(table)
     args.out.write_text(table)
     return 0
