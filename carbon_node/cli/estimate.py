@@ -121,6 +121,17 @@ def _cross_check(x: Mapping[str, Any]) -> str:
     return f"carbontracker {_fmt(x.get('carbontracker_energy_kwh'))} kWh, RAPL counters {_fmt(x.get('counter_energy_kwh'))} kWh"
 
 
+def _power_model_row(model: object) -> list[tuple[str, str, str, str]]:
+    """The load model's window CPU power and what it was computed from, when it gave the figure."""
+    if not isinstance(model, dict):
+        return []
+    inputs = (
+        f"{model.get('name')}: TDP {_fmt(model.get('tdp_w'))} W ({model.get('tdp_source')}), load {_fmt(model.get('load'))}, "
+        f"{_fmt(model.get('occupied_cpus'))} of {model.get('socket_threads')} threads ({model.get('threads_source')})"
+    )
+    return [("window CPU power", _fmt(model.get("cpu_power_w")), "W", inputs)]
+
+
 def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
     """(quantity, value, unit, source) rows of the readable table."""
     x = output.extra_data
@@ -135,6 +146,11 @@ def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
         ("energy consumption", _fmt(output.energy_kwh), "kWh", f"power: {x.get('power_source')} {components}".strip()),
         ("carbon intensity", _fmt(output.grid_ci_g_per_kwh), "gCO2e/kWh", f"{x.get('grid_ci_source')} {zone}".strip()),
     ]
+    interval = x.get("uncertainty")
+    if isinstance(interval, dict):
+        for unit, label, name in (("carbon_g", "gCO2e", "carbon 95% interval"), ("energy_kwh", "kWh", "energy 95% interval")):
+            low, high = interval[unit]
+            rows.append((name, f"{_fmt(low)} to {_fmt(high)}", label, "extra_data.uncertainty"))
     if x.get("grid_ci_g_per_kwh") != output.grid_ci_g_per_kwh:
         rows.append(("grid intensity", _fmt(x.get("grid_ci_g_per_kwh")), "gCO2e/kWh", "carbon = energy x this intensity"))
     for key, label in (("measured_per_inference", "measured / pass"), ("hw_latency_per_inference", "hw-latency scaled")):
@@ -150,6 +166,7 @@ def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
             ("window", _fmt(x.get("window_s")), "s", f"{x.get('forward_passes')} forward passes"),
             ("model", str(x.get("model_class")), "", f"{x.get('device')} {x.get('dtype')}, {x.get('torch_threads')} threads"),
             ("energy figure", str(x.get("energy_figure")), "", _cross_check(x)),
+            *_power_model_row(x.get("power_model")),
             ("carbontracker", str(x.get("carbontracker_version")), "", f"PUE {_fmt(x.get('pue'))}, at {x.get('measured_at')}"),
         ]
     for warning in x.get("warnings", []):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from carbon_node.cli.estimate import format_output, run_estimate
@@ -51,3 +52,17 @@ def test_the_table_shows_value_unit_and_source_of_each_double() -> None:
     assert "kWh" in lines["energy consumption"] and "power: simulated cpu" in lines["energy consumption"]
     assert "offline_table FR 2024" in lines["carbon intensity"]
     assert "0.0005" in lines["energy consumption"]
+
+
+def test_the_table_shows_the_interval_and_the_load_models_window_power() -> None:
+    model = {"name": "boavizta_teads_tdp_curve", "cpu_power_w": 4.2, "tdp_w": 200.0, "tdp_source": "server_median"}
+    model |= {"load": 1.0, "occupied_cpus": 1.0, "socket_threads": 48, "threads_source": "server_median"}
+    measurement = make_measurement(
+        energy_kwh=0.002, window_s=2.0, power_source="tdp_table", cpu_power_source="tdp_table", energy_figure="load_model"
+    )
+    engine = Engine(EngineConfig(latency_unit="s"), FakeMeasurer(replace(measurement, power_model=model)))
+    output = engine.handle(make_inputs(latency=0.5, region="France"))
+    lines = {line.split("  ")[0]: line for line in format_output(output, as_json=False).splitlines()}
+    low, high = output.extra_data["uncertainty"]["carbon_g"]
+    assert f"{low:.6g} to {high:.6g}" in lines["carbon 95% interval"]
+    assert "4.2" in lines["window CPU power"] and "boavizta_teads_tdp_curve" in lines["window CPU power"]
