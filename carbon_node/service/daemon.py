@@ -9,6 +9,10 @@ Start-up, in this order (so that NODE_IDLE is published well within 1.5 s of pro
 
 This process itself never imports torch, transformers or carbontracker: it only speaks DDS.
 
+Reload (SIGHUP, ``systemctl reload``): the configuration is read again by the main loop, never in the
+signal handler, and what can change without a restart is applied (:mod:`carbon_node.service.reload`);
+no task is lost or answered twice, since no part is rebuilt.
+
 Shutdown (SIGTERM or SIGINT): stop accepting tasks, let the running measurement finish or abort it
 after ``shutdown_timeout_s``, answer every accepted task (an error output when aborted), publish
 NODE_TERMINATING, exit 0. The first signal restores the default handlers, so a second signal ends the
@@ -45,6 +49,7 @@ from carbon_node.service.systemd import Notifier
 if TYPE_CHECKING:
     from carbon_node.core import Journal, TaskOutput
     from carbon_node.service.metrics import NodeMetrics
+    from carbon_node.service.reload import ReloadPlan
 
 __all__ = ["Daemon", "exit_process", "run_daemon"]
 
@@ -94,10 +99,16 @@ class Daemon:
     ``notifier`` defaults to the one described by the environment (``$NOTIFY_SOCKET``).
     """
 
-    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, notifier: Notifier | None = None, reread: Callable[[], Settings] | None = None
+    ) -> None:
         self.settings = settings
         self.notifier = Notifier() if notifier is None else notifier
+        self._reread = reread
+        """Reads the configuration again as at start (same flags and environment); None: reload is off."""
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a stop or a reload was requested
+        self._reload_wanted = False
         self._stop_reason = ""
         self.measurer: Any = None
         self.engine: Any = None
@@ -188,6 +199,65 @@ class Daemon:
         if not self._stop.is_set():
             self._stop_reason = reason
             self._stop.set()
+            self._wake.set()
+
+    def request_reload(self) -> None:
+        """Ask the main loop to read the configuration again (safe from a signal handler)."""
+        self._reload_wanted = True
+        self._wake.set()
+
+    def reload(self) -> ReloadPlan | None:
+        """Read the configuration again and apply what can change without a restart (see
+        :mod:`carbon_node.service.reload`); None when it could not be read (nothing changes then)."""
+        from carbon_node.service.reload import plan_reload
+
+        self.notifier.reloading(status="reloading the configuration")
+        try:
+            if self._reread is None:
+                raise CarbonNodeError("this node was started without a configuration to read again")
+            reread = self._reread()
+        except CarbonNodeError as exc:
+            log.error("reload.failed", error=str(exc), consequence="the running settings stay as they were")
+            self.notifier.ready(status=f"idle on DDS domain {self.settings.domain_id}")
+            return None
+        plan = plan_reload(self.settings, reread)
+        self._apply(plan)
+        self.settings = plan.settings
+        log.info(
+            "reload.done",
+            applied={name: new for name, (_, new) in plan.applied.items()},
+            restart_needed=sorted(plan.restart_needed),
+            **({"hint": "restart the node for these: systemctl restart carbon-node"} if plan.restart_needed else {}),
+        )
+        self.notifier.ready(status=f"idle on DDS domain {self.settings.domain_id}")
+        return plan
+
+    def _apply(self, plan: ReloadPlan) -> None:
+        """Hand each part its changed settings (only the parts whose settings changed)."""
+        s, changed = plan.settings, set(plan.applied)
+        if changed & {"log_level", "log_format"}:
+            from carbon_node.service.logs import configure_logging
+
+            configure_logging(s.log_format, s.log_level)
+        from carbon_node.engine.config import EngineConfig
+        from carbon_node.service.wiring import engine_config
+
+        if self.engine is not None and changed & set(EngineConfig.__dataclass_fields__):
+            self.engine.reconfigure(engine_config(s))
+        worker = {"task_timeout_s", "measure_cache_ttl_s", "model_cache_max_models", "model_cache_max_mb"}
+        if self.measurer is not None and changed & worker:
+            self.measurer.reconfigure(
+                task_timeout_s=s.task_timeout_s,
+                measure_cache_ttl_s=s.measure_cache_ttl_s,
+                model_cache_max_models=s.model_cache_max_models,
+                model_cache_max_mb=s.model_cache_max_mb,
+            )
+        reconfigure_journal = getattr(self.journal, "reconfigure", None)
+        if callable(reconfigure_journal) and changed & {"journal_max_tasks", "journal_retention_s"}:
+            reconfigure_journal(max_tasks=s.journal_max_tasks, retention_s=s.journal_retention_s)
+        reconfigure_runtime = getattr(self.runtime, "reconfigure", None)
+        if callable(reconfigure_runtime) and changed & {"input_timeout_s", "max_pending_tasks"}:
+            reconfigure_runtime(input_timeout_s=s.input_timeout_s, max_pending=s.max_pending_tasks)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT request a graceful stop; the first one re-arms the default action for the next."""
@@ -207,6 +277,8 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # SIGHUP (systemctl reload, a closed terminal): read the configuration again, in the main loop.
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: self.request_reload())
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Run the main loop until a stop is requested (True) or ``timeout_s`` passes (False).
@@ -217,8 +289,13 @@ class Daemon:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             wait_s = tick_s if deadline is None else max(0.0, min(tick_s, deadline - time.monotonic()))
-            if self._stop.wait(wait_s):
+            self._wake.wait(wait_s)
+            self._wake.clear()
+            if self._stop.is_set():
                 return True
+            if self._reload_wanted:
+                self._reload_wanted = False
+                self.reload()
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self.notifier.watchdog()
@@ -253,9 +330,10 @@ class Daemon:
         return clean
 
 
-def run_daemon(settings: Settings) -> int:
-    """Run the node until SIGTERM/SIGINT; the process exit status (0 after a graceful stop)."""
-    daemon = Daemon(settings)
+def run_daemon(settings: Settings, reread: Callable[[], Settings] | None = None) -> int:
+    """Run the node until SIGTERM/SIGINT; the process exit status (0 after a graceful stop). ``reread``
+    reads the configuration again for a reload (SIGHUP); without it a reload changes nothing."""
+    daemon = Daemon(settings, reread=reread)
     daemon.install_signal_handlers()
     try:
         daemon.start()
