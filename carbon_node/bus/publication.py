@@ -1,10 +1,12 @@
 """Publication: every status and output sample the node writes, in upstream's status sequence (PROTOCOL.md 4.2).
 
-:class:`Publication` is the one object that writes on the node's status and output topics; nothing
-else holds those writers. Per task it follows upstream's sequence sample for sample, bursts included:
-a task that starts while the status is not NODE_RUNNING publishes NODE_RUNNING first; its answer
-publishes the status first (NODE_ERROR if the output asks for it; NODE_IDLE when no other task runs,
-else NODE_RUNNING; K4: IDLE after every task), then the ``CO2FootprintImpl``.
+:class:`Publication` is the one object that writes on the node's status and output topics (the
+writers are :class:`~carbon_node.bus.entities.BusEntities`'s, attached here once created), so that
+holding or redirecting the node's writes is a matter of this class alone. Per task it follows
+upstream's sequence sample for sample, bursts included: a task that starts while the status is not
+NODE_RUNNING publishes NODE_RUNNING first; its answer publishes the status first (NODE_ERROR if the
+output asks for it; NODE_IDLE when no other task runs, else NODE_RUNNING; K4: IDLE after every task),
+then the ``CO2FootprintImpl``.
 
 Kept lean for the hot path: the status samples are serialized once, when the status writer is
 attached, and written as bytes; outputs are encoded directly
