@@ -36,7 +36,7 @@ def test_ci_script_runs_the_test_suite_after_lint_and_types() -> None:
 def test_ci_installs_only_into_the_projects_own_virtual_environment() -> None:
     script = (REPO / ".ci" / "run").read_text()
     assert "lint-imports" in script  # the layer contracts of pyproject.toml
-    python_set = script.index('PYTHON=$PWD/.venv/bin/python')
+    python_set = script.index("PYTHON=$PWD/.venv/bin/python")
     installs = [i for i in range(len(script)) if script.startswith("pip install", i)]
     assert installs and all(i > python_set for i in installs)
     assert all(script[script.rfind("\n", 0, i) :].lstrip().startswith('"$PYTHON" -m pip') for i in installs)
