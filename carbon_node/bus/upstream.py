@@ -21,11 +21,12 @@ from typing import Any, Literal, Protocol
 
 import structlog
 
+from carbon_node.bus.checks import check_output, fail_safely
 from carbon_node.bus.config_service import describe_responder
 from carbon_node.bus.cyclone import BusError
 from carbon_node.bus.fingerprint import inputs_fingerprint
 from carbon_node.bus.replay import decide, record
-from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output, fail_safely
+from carbon_node.bus.runtime import NodeRuntime, RuntimeStats
 from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
 from carbon_node.wire import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
 
