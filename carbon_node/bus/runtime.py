@@ -208,6 +208,13 @@ class NodeRuntime:
 
     # -- queries ---------------------------------------------------------------------------------
 
+    def reconfigure(self, *, input_timeout_s: float, max_pending: int) -> None:
+        """New assembly bounds (a reloaded configuration); the bus thread recomputes its next expiry."""
+        with self._lock:
+            self._assembler.reconfigure(input_timeout_s=input_timeout_s, max_pending=max_pending)
+        if self._entities is not None:
+            self._entities.wake()
+
     def pending_count(self) -> int:
         """Incomplete tasks waiting for inputs."""
         with self._lock:
