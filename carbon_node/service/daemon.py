@@ -145,9 +145,12 @@ class Daemon:
 
         self.engine = Engine(engine_config(s), ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
         self.journal = self._open_journal()
-        from carbon_node.bus.upstream import make_bus, resolve_bus_kind
+        from carbon_node.bus.upstream import LOADER_PATH_FIX, choose_bus, make_bus
 
-        self.bus_kind = resolve_bus_kind(s.bus)
+        choice = choose_bus(s.bus)
+        if choice.fallback_error is not None:
+            log.warning("bus.auto_fallback", bus="cyclone", error=choice.fallback_error, hint=LOADER_PATH_FIX)
+        self.bus_kind = choice.kind
         runtime_factory: Callable[..., Any] = make_bus(self.bus_kind)
         self.heartbeat.start()
         self.runtime = runtime_factory(

@@ -238,13 +238,19 @@ def _check_dds(report: Report, settings: Settings, sys_root: Path) -> None:
 
 
 def _check_upstream(report: Report, settings: Settings) -> None:
-    found = importlib.util.find_spec("sustainml_py") is not None
-    if found:
-        report.add("upstream", "sustainml_py", "ok", "importable: --bus auto uses the upstream bindings")
-    elif settings.bus == "sustainml":
-        report.add("upstream", "sustainml_py", "fail", "not importable, but --bus sustainml requires it")
+    """Which bus ``carbon-node run`` will use, and why: the probe ``run`` makes (it imports the bindings'
+    node module and, through it, their native libraries)."""
+    from carbon_node.bus.upstream import LOADER_PATH_FIX, choose_bus, probe_upstream
+
+    probe = probe_upstream()
+    choice = choose_bus(settings.bus)
+    if settings.bus == "sustainml" and not probe.usable:
+        why = "not installed" if not probe.installed else f"installed but does not import ({probe.error}); {LOADER_PATH_FIX}"
+        report.add("upstream", "sustainml_py", "fail", f"bus sustainml is set, but the bindings are {why}")
+    elif choice.fallback_error is not None:
+        report.add("upstream", "sustainml_py", "warn", f"run uses cyclone: {choice.reason}; {LOADER_PATH_FIX}")
     else:
-        report.add("upstream", "sustainml_py", "ok", "not importable: the node uses Cyclone DDS (wire-compatible)")
+        report.add("upstream", "sustainml_py", "ok", f"run uses {choice.kind}: {choice.reason}")
 
 
 def _check_dirs(report: Report, settings: Settings, sources: Mapping[str, str]) -> None:
