@@ -6,6 +6,12 @@ callback that converts the upstream accessor objects to the wire dataclasses, ru
 replay, measurement lane serialised, exceptions turned into error outputs, output checked) and writes
 the result back through the upstream accessors. Upstream then owns the DDS side: status samples,
 assembly (without timeouts), the RPC configuration service (``describe`` answered as on Cyclone).
+
+Which bus runs (:func:`choose_bus`): ``auto`` uses the bindings only when the module the node needs
+(``sustainml_py.nodes.CarbonFootprintNode``) imports, with the native libraries it loads
+(:func:`probe_upstream`); bindings that are installed but do not import (their C++ libraries not on the
+service's loader path, say) make ``auto`` fall back to Cyclone DDS, with a warning naming the import
+error. ``sustainml``, asked for explicitly, fails instead, with the import error and the fix.
 """
 
 from __future__ import annotations
@@ -17,24 +23,34 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
 
+from carbon_node.bus.checks import check_output, fail_safely
 from carbon_node.bus.config_service import describe_responder
 from carbon_node.bus.cyclone import BusError
 from carbon_node.bus.fingerprint import inputs_fingerprint
 from carbon_node.bus.replay import decide, record
-from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output, fail_safely
+from carbon_node.bus.runtime import NodeRuntime, RuntimeStats
+from carbon_node.bus.standby import StandbyOptions, StandbyView
 from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
 from carbon_node.wire import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
 
+if TYPE_CHECKING:
+    from carbon_node.bus.presence import Presence
+
 __all__ = [
     "Bus",
+    "BusChoice",
     "BusFactory",
     "BusKind",
+    "UpstreamProbe",
     "UpstreamRuntime",
+    "choose_bus",
     "make_bus",
+    "probe_upstream",
     "resolve_bus_kind",
     "upstream_available",
     "wire_from_accessors",
@@ -64,12 +80,72 @@ class Bus(Protocol):
     def stats(self) -> RuntimeStats: ...
 
 
-def upstream_available() -> bool:
-    """Whether the upstream ``sustainml_py`` bindings can be imported."""
+LOADER_PATH_FIX = (
+    "if their native libraries (libsustainml_cpp, Fast DDS) are installed, put their directory on the service's "
+    "loader path (Environment=LD_LIBRARY_PATH=... in the systemd unit: a shell profile does not reach it; or "
+    "ldconfig), or run with --bus cyclone"
+)
+"""What to do when the bindings are installed but do not import."""
+
+
+@dataclass(frozen=True)
+class UpstreamProbe:
+    """Whether the upstream bindings are installed and whether the node's module imports."""
+
+    installed: bool
+    error: str | None = None
+    """Why the node's module does not import (its native libraries, most often), or None."""
+
+    @property
+    def usable(self) -> bool:
+        return self.installed and self.error is None
+
+
+def probe_upstream() -> UpstreamProbe:
+    """Import the module the upstream bus uses (and through it the native libraries it loads)."""
     try:
-        return importlib.util.find_spec("sustainml_py") is not None
+        installed = importlib.util.find_spec("sustainml_py") is not None
     except (ImportError, ValueError):
-        return False
+        installed = False
+    if not installed:
+        return UpstreamProbe(False)
+    try:
+        importlib.import_module(UPSTREAM_MODULE)
+    except Exception as exc:  # ImportError, or OSError from a native library that is not on the loader path
+        return UpstreamProbe(True, f"{type(exc).__name__}: {exc}")
+    return UpstreamProbe(True)
+
+
+def upstream_available() -> bool:
+    """Whether the upstream bindings can run the node here (:func:`probe_upstream`)."""
+    return probe_upstream().usable
+
+
+@dataclass(frozen=True)
+class BusChoice:
+    """The bus a ``bus`` setting selects here, and why."""
+
+    kind: str
+    """``cyclone`` or ``sustainml`` (an unknown setting is kept as it is: :func:`make_bus` refuses it)."""
+    reason: str
+    fallback_error: str | None = None
+    """Set when ``auto`` fell back to Cyclone DDS from installed bindings that do not import."""
+
+
+def choose_bus(setting: str) -> BusChoice:
+    """The bus ``setting`` (``auto``, ``cyclone``, ``sustainml``) selects on this host (see the module docstring)."""
+    if setting != "auto":
+        return BusChoice(setting, f"bus {setting!r} is set")
+    probe = probe_upstream()
+    if probe.usable:
+        return BusChoice("sustainml", "bus auto: the upstream sustainml_py bindings import")
+    if probe.installed:
+        return BusChoice(
+            "cyclone",
+            f"bus auto: sustainml_py is installed but {UPSTREAM_MODULE} does not import ({probe.error}): Cyclone DDS instead",
+            probe.error,
+        )
+    return BusChoice("cyclone", "bus auto: the upstream sustainml_py bindings are not installed")
 
 
 class BusFactory(Protocol):
@@ -87,6 +163,8 @@ class BusFactory(Protocol):
         on_output: Callable[[TaskOutput], None] | None = ...,
         fast_workers: int = ...,
         heartbeat: Callable[[], None] | None = ...,
+        standby: StandbyOptions | None = ...,
+        on_role: Callable[[StandbyView], None] | None = ...,
     ) -> Bus: ...
 
 
@@ -101,19 +179,28 @@ def _upstream_factory(
     on_output: Callable[[TaskOutput], None] | None = None,
     fast_workers: int = 2,
     heartbeat: Callable[[], None] | None = None,
+    standby: StandbyOptions | None = None,
+    on_role: Callable[[StandbyView], None] | None = None,
 ) -> Bus:
     # The upstream library reads SUSTAINML_DOMAIN_ID itself (when its node is built): hand it the domain
     # the settings resolved (flag, file or environment). It has no input timeout or pending bound.
     os.environ["SUSTAINML_DOMAIN_ID"] = str(domain_id)
     log.info("upstream_bus_options_ignored", input_timeout_s=input_timeout_s, max_pending=max_pending)
-    return UpstreamRuntime(handler, journal=journal, describe=describe, on_output=on_output, heartbeat=heartbeat)
+    return UpstreamRuntime(
+        handler,
+        journal=journal,
+        describe=describe,
+        on_output=on_output,
+        heartbeat=heartbeat,
+        standby=standby,
+        on_role=on_role,
+        domain_id=domain_id,
+    )
 
 
 def resolve_bus_kind(kind: str) -> str:
     """The bus ``kind`` names: ``auto`` is ``sustainml`` when the upstream bindings import, else ``cyclone``."""
-    if kind == "auto":
-        return "sustainml" if upstream_available() else "cyclone"
-    return kind
+    return choose_bus(kind).kind
 
 
 def make_bus(kind: str = "auto") -> BusFactory:
@@ -123,8 +210,11 @@ def make_bus(kind: str = "auto") -> BusFactory:
     """
     kind = resolve_bus_kind(kind)
     if kind == "sustainml":
-        if not upstream_available():
-            raise BusError("bus 'sustainml' needs the upstream sustainml_py bindings, which are not importable")
+        probe = probe_upstream()
+        if not probe.installed:
+            raise BusError("bus 'sustainml' needs the upstream sustainml_py bindings, which are not installed")
+        if probe.error is not None:
+            raise BusError(f"bus 'sustainml': {UPSTREAM_MODULE} does not import ({probe.error}); {LOADER_PATH_FIX}")
         return _upstream_factory
     if kind == "cyclone":
         return NodeRuntime
@@ -175,9 +265,18 @@ class UpstreamRuntime:
         describe: Callable[[], Mapping[str, Any]] | None = None,
         on_output: Callable[[TaskOutput], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
+        standby: StandbyOptions | None = None,
+        on_role: Callable[[StandbyView], None] | None = None,
+        domain_id: int | None = None,
     ) -> None:
         self._handler = handler
         self._heartbeat = heartbeat
+        self._standby_options = standby
+        self._on_role = on_role
+        self._domain_id = domain_id
+        self._presence: Presence | None = None
+        self._node_lock = threading.Lock()
+        self._module: Any = None
         self._journal = journal
         self._on_output = on_output
         self._responder = describe_responder(describe)
@@ -192,13 +291,35 @@ class UpstreamRuntime:
         self._spin_thread: threading.Thread | None = None
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Create the upstream node and spin it on a thread."""
+        """Create the upstream node and spin it on a thread; with ``standby`` options, once the standby
+        rule makes this node active (:mod:`carbon_node.bus.presence`)."""
         try:
             module = importlib.import_module(UPSTREAM_MODULE)
         except ImportError as exc:
             raise BusError(f"upstream bindings not importable ({UPSTREAM_MODULE}): {exc}") from exc
-        self._node_class = module.CarbonFootprintNode
-        self._node = self._node_class(callback=self._task_callback, service_callback=self._service_callback)
+        self._module = module
+        if self._standby_options is None:
+            self._start_node()
+            return
+        from carbon_node.bus.presence import Presence
+
+        domain_id = self._domain_id if self._domain_id is not None else int(os.environ.get("SUSTAINML_DOMAIN_ID", "0"))
+        self._presence = Presence(
+            domain_id, self._standby_options, on_active=self._start_node, on_role=self._on_role, heartbeat=self._heartbeat
+        )
+        self._presence.start()
+
+    def standby_view(self) -> StandbyView | None:
+        """This node's role among the carbon nodes of its domain (None without standby options)."""
+        return self._presence.view() if self._presence is not None else None
+
+    def _start_node(self) -> None:
+        """Create the upstream node (it publishes its status) and spin it on a thread; once."""
+        with self._node_lock:
+            if self._node is not None:
+                return
+            self._node_class = self._module.CarbonFootprintNode
+            self._node = self._node_class(callback=self._task_callback, service_callback=self._service_callback)
         self._spin_thread = threading.Thread(target=self._node.spin, name="carbon-upstream-spin", daemon=True)
         self._spin_thread.start()
         if self._heartbeat is not None:
@@ -214,7 +335,10 @@ class UpstreamRuntime:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Terminate the upstream node (process-wide, as upstream) and wait for running tasks."""
+        presence, self._presence = self._presence, None
         if self._node_class is None:
+            if presence is not None:
+                presence.close()
             return True
         idle = self.wait_idle(timeout_s)
         self._node_class.terminate()
@@ -222,6 +346,8 @@ class UpstreamRuntime:
             self._spin_thread.join(max(0.1, timeout_s))
             idle = idle and not self._spin_thread.is_alive()
         self._node = self._node_class = None
+        if presence is not None:
+            presence.close()  # unannounced once everything is answered: a standby takes over now
         return idle
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -297,6 +423,10 @@ class UpstreamRuntime:
         stored = decide(self._journal, inputs, fingerprint).replay
         if stored is not None:
             return stored, True
+        seen = self._presence.answered(inputs.task_id) if self._presence is not None else None
+        if seen is not None:  # answered by the node this one took over from: the same output again
+            record(self._journal, seen, fingerprint)
+            return seen, True
         try:
             if self._handler.lane(inputs) is Lane.MEASURE:
                 with self._measure_lock:

@@ -27,9 +27,10 @@ from carbon_node.cli.flags import (
     json_object,
     load_for,
     result_exit_code,
+    settings_flags,
 )
 from carbon_node.cli.model_arg import model_argument
-from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name
+from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name, load_settings
 
 if TYPE_CHECKING:
     from carbon_node.report.results import Query
@@ -55,9 +56,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from carbon_node.service.dirs import prepare_directories
 
     prepare_directories(loaded.settings, loaded.sources)  # an unusable directory: one line, exit status 2
+    flags, config_file, environ = settings_flags(args), getattr(args, "config", None), dict(os.environ)
+
+    def reread() -> Settings:
+        """The configuration as at start (same flags, same environment), its file read anew (SIGHUP)."""
+        return load_settings(flags, config_file=config_file, environ=environ).settings
+
     from carbon_node.service.daemon import exit_process, run_daemon
 
-    exit_process(run_daemon(loaded.settings))  # a fast stop: see the daemon's module docstring
+    exit_process(run_daemon(loaded.settings, reread))  # a fast stop: see the daemon's module docstring
 
 
 def _cmd_send_task(args: argparse.Namespace) -> int:

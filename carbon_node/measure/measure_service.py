@@ -73,6 +73,11 @@ class MeasureService:
             after_evict=self.evicted.free,
         )
 
+    def resize_cache(self, max_models: int, max_mb: float) -> None:
+        """Bound the loaded models anew (count, parameter MiB), evicting what no longer fits."""
+        self.models.resize(max_models, int(max_mb * 2**20))
+        log.info("worker.cache_resized", max_models=max_models, max_mb=max_mb, loaded=len(self.models))
+
     def measure(self, spec: MeasureSpec) -> Measurement:
         """Measure ``spec``; raises :class:`ModelRejected` or :class:`MeasureError` with a user-facing message."""
         import torch

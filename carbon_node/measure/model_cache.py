@@ -72,6 +72,16 @@ class ModelCache(Generic[V]):
         if evicted and self._after_evict is not None:
             self._after_evict()
 
+    def resize(self, max_entries: int, max_bytes: int) -> None:
+        """New bounds (a reloaded configuration); least-recently-used entries are evicted until both hold."""
+        self.max_entries, self.max_bytes = max_entries, max_bytes
+        evicted = False
+        while self._entries and (len(self._entries) > max_entries or self.total_bytes > max_bytes):
+            self._evict_oldest()
+            evicted = True
+        if evicted and self._after_evict is not None:
+            self._after_evict()
+
     def put(self, key: Hashable, value: V, size_bytes: int) -> bool:
         """Keep ``value``, evicting least-recently-used entries to stay within both bounds.
 

@@ -250,6 +250,10 @@ def worker_main(conn: Connection, config: WorkerConfig, parent_pid: int | None =
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(0)
+        if message[0] == "configure":  # a reloaded configuration: the model cache's bounds
+            _, max_models, max_mb = message
+            service.resize_cache(int(max_models), float(max_mb))
+            continue
         if message[0] == "measure":
             _, request_id, spec, *rest = message
             if rest and time.monotonic() > rest[0]:

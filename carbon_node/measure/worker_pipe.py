@@ -11,6 +11,8 @@ in a ``spawn``-ed process with a :class:`WorkerConfig` and talks to it over a pi
   Reply)``. ``deadline`` is the client's ``time.monotonic()`` (one clock for all processes of the host)
   after which nobody waits for the answer: a request still queued then is dropped unanswered. The client
   sends a request at once, also while the worker is still importing;
+- client -> worker: ``("configure", max_models, max_mb)``: new bounds for the worker's model cache (a
+  reloaded configuration), applied between two measurements; no answer;
 - client -> worker: ``("stop",)``: the worker exits at once (``os._exit``, no interpreter teardown).
 
 Errors cross the pipe typed: ``Reply.error_kind`` is ``"rejected"``

@@ -9,6 +9,10 @@ Start-up, in this order (so that NODE_IDLE is published well within 1.5 s of pro
 
 This process itself never imports torch, transformers or carbontracker: it only speaks DDS.
 
+Reload (SIGHUP, ``systemctl reload``): the configuration is read again by the main loop, never in the
+signal handler, and what can change without a restart is applied (:mod:`carbon_node.service.reload`);
+no task is lost or answered twice, since no part is rebuilt.
+
 Shutdown (SIGTERM or SIGINT): stop accepting tasks, let the running measurement finish or abort it
 after ``shutdown_timeout_s``, answer every accepted task (an error output when aborted), publish
 NODE_TERMINATING, exit 0. The first signal restores the default handlers, so a second signal ends the
@@ -43,8 +47,10 @@ from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
 
 if TYPE_CHECKING:
+    from carbon_node.bus.standby import StandbyView
     from carbon_node.core import Journal, TaskOutput
     from carbon_node.service.metrics import NodeMetrics
+    from carbon_node.service.reload import ReloadPlan
 
 __all__ = ["Daemon", "exit_process", "run_daemon"]
 
@@ -94,16 +100,25 @@ class Daemon:
     ``notifier`` defaults to the one described by the environment (``$NOTIFY_SOCKET``).
     """
 
-    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, notifier: Notifier | None = None, reread: Callable[[], Settings] | None = None
+    ) -> None:
         self.settings = settings
         self.notifier = Notifier() if notifier is None else notifier
+        self._reread = reread
+        """Reads the configuration again as at start (same flags and environment); None: reload is off."""
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a stop or a reload was requested
+        self._reload_wanted = False
+        self._ready = False
         self._stop_reason = ""
         self.measurer: Any = None
         self.engine: Any = None
         self.journal: Journal | None = None
         self.runtime: Any = None
         self.metrics: NodeMetrics | None = None
+        self.node_id = ""
+        """This node's id among the carbon nodes of its domain (set at start)."""
         self.bus_kind: str = settings.bus
         """The bus in use: ``settings.bus`` with ``auto`` resolved once the node starts."""
         self.heartbeat = Heartbeat(heartbeat_path(settings.state_dir))
@@ -128,17 +143,32 @@ class Daemon:
             pending=lambda: self.runtime.stats().pending if self.runtime is not None else 0,
             in_flight=lambda: self.runtime.stats().in_flight if self.runtime is not None else 0,
             worker_restarts=lambda: _stat(self.measurer, "worker_restarts"),
+            active=lambda: 0 if self._standby_view().get("role") == "standby" else 1,
+            held=lambda: float(self._standby_view().get("held_tasks") or 0),
         )
 
         from carbon_node.engine.engine import Engine
 
         self.engine = Engine(engine_config(s), ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
         self.journal = self._open_journal()
-        from carbon_node.bus.upstream import make_bus, resolve_bus_kind
+        from carbon_node.bus.upstream import LOADER_PATH_FIX, choose_bus, make_bus
 
-        self.bus_kind = resolve_bus_kind(s.bus)
+        choice = choose_bus(s.bus)
+        if choice.fallback_error is not None:
+            log.warning("bus.auto_fallback", bus="cyclone", error=choice.fallback_error, hint=LOADER_PATH_FIX)
+        self.bus_kind = choice.kind
         runtime_factory: Callable[..., Any] = make_bus(self.bus_kind)
         self.heartbeat.start()
+        from carbon_node.bus.announce import new_node_id
+        from carbon_node.bus.standby import StandbyOptions
+
+        self.node_id = new_node_id()
+        standby = StandbyOptions(
+            enabled=s.standby,
+            node_id=self.node_id,
+            detail={"bus": self.bus_kind, "domain_id": s.domain_id, "pid": os.getpid()},
+            grace_s=s.standby_grace_s,
+        )
         self.runtime = runtime_factory(
             self.engine,
             domain_id=s.domain_id,
@@ -148,14 +178,26 @@ class Daemon:
             describe=self.describe,
             on_output=self._on_output,
             heartbeat=self.heartbeat.beat,
+            standby=standby,
+            on_role=self._on_role,
         )
         # Metrics first: a port clash fails start-up before the bus announces the node, and a client
         # that saw IDLE can scrape at once.
         if s.metrics_port is not None:
             self.metrics.serve(s.metrics_port, s.metrics_host)
         self.runtime.start(timeout_s=START_TIMEOUT_S)
-        log.info("node.idle", domain_id=s.domain_id, bus=self.bus_kind, state_dir=str(s.state_dir))
-        self.notifier.ready(status=f"idle on DDS domain {s.domain_id}")
+        view = self._standby_view()
+        log.info(
+            "node.idle",
+            domain_id=s.domain_id,
+            bus=self.bus_kind,
+            state_dir=str(s.state_dir),
+            role=view.get("role"),
+            node_id=self.node_id,
+            **({"active_node": view.get("active_node")} if view.get("role") == "standby" else {}),
+        )
+        self._ready = True
+        self.notifier.ready(status=self._status_text())
         self.notifier.watchdog()
 
     def _open_journal(self) -> Journal | None:
@@ -173,8 +215,30 @@ class Daemon:
             "node": "CARBON_FOOTPRINT_NODE",
             "version": version(),
             "bus": self.bus_kind,
+            "standby": self._standby_view(),
             "settings": self.settings.public_dict(),
         }
+
+    def _standby_view(self) -> dict[str, Any]:
+        """The node's role among the carbon nodes of its domain (see :mod:`carbon_node.bus.standby`)."""
+        view_of = getattr(self.runtime, "standby_view", None)
+        view = view_of() if callable(view_of) else None
+        if view is None:
+            return {"enabled": False, "role": "active"}
+        return {"enabled": self.settings.standby, **view.as_dict()}
+
+    def _on_role(self, view: StandbyView) -> None:
+        """A new role (decided at start, a takeover, a step down): said in the health file and to systemd."""
+        self.heartbeat.note(role=view.role, active_node=view.active_node_id, active_host=view.active_host)
+        if self._ready:  # at start, READY=1 carries it
+            self.notifier.status(self._status_text())
+
+    def _status_text(self) -> str:
+        """The one line ``systemctl status`` shows."""
+        view = self._standby_view()
+        if view.get("role") == "standby":
+            return f"standby for {view.get('active_node')} on DDS domain {self.settings.domain_id}"
+        return f"idle on DDS domain {self.settings.domain_id}"
 
     def _on_output(self, output: TaskOutput) -> None:
         # The runtime writes the one log line per task; this hook only feeds the metrics.
@@ -188,6 +252,65 @@ class Daemon:
         if not self._stop.is_set():
             self._stop_reason = reason
             self._stop.set()
+            self._wake.set()
+
+    def request_reload(self) -> None:
+        """Ask the main loop to read the configuration again (safe from a signal handler)."""
+        self._reload_wanted = True
+        self._wake.set()
+
+    def reload(self) -> ReloadPlan | None:
+        """Read the configuration again and apply what can change without a restart (see
+        :mod:`carbon_node.service.reload`); None when it could not be read (nothing changes then)."""
+        from carbon_node.service.reload import plan_reload
+
+        self.notifier.reloading(status="reloading the configuration")
+        try:
+            if self._reread is None:
+                raise CarbonNodeError("this node was started without a configuration to read again")
+            reread = self._reread()
+        except CarbonNodeError as exc:
+            log.error("reload.failed", error=str(exc), consequence="the running settings stay as they were")
+            self.notifier.ready(status=self._status_text())
+            return None
+        plan = plan_reload(self.settings, reread)
+        self._apply(plan)
+        self.settings = plan.settings
+        log.info(
+            "reload.done",
+            applied={name: new for name, (_, new) in plan.applied.items()},
+            restart_needed=sorted(plan.restart_needed),
+            **({"hint": "restart the node for these: systemctl restart carbon-node"} if plan.restart_needed else {}),
+        )
+        self.notifier.ready(status=self._status_text())
+        return plan
+
+    def _apply(self, plan: ReloadPlan) -> None:
+        """Hand each part its changed settings (only the parts whose settings changed)."""
+        s, changed = plan.settings, set(plan.applied)
+        if changed & {"log_level", "log_format"}:
+            from carbon_node.service.logs import configure_logging
+
+            configure_logging(s.log_format, s.log_level)
+        from carbon_node.engine.config import EngineConfig
+        from carbon_node.service.wiring import engine_config
+
+        if self.engine is not None and changed & set(EngineConfig.__dataclass_fields__):
+            self.engine.reconfigure(engine_config(s))
+        worker = {"task_timeout_s", "measure_cache_ttl_s", "model_cache_max_models", "model_cache_max_mb"}
+        if self.measurer is not None and changed & worker:
+            self.measurer.reconfigure(
+                task_timeout_s=s.task_timeout_s,
+                measure_cache_ttl_s=s.measure_cache_ttl_s,
+                model_cache_max_models=s.model_cache_max_models,
+                model_cache_max_mb=s.model_cache_max_mb,
+            )
+        reconfigure_journal = getattr(self.journal, "reconfigure", None)
+        if callable(reconfigure_journal) and changed & {"journal_max_tasks", "journal_retention_s"}:
+            reconfigure_journal(max_tasks=s.journal_max_tasks, retention_s=s.journal_retention_s)
+        reconfigure_runtime = getattr(self.runtime, "reconfigure", None)
+        if callable(reconfigure_runtime) and changed & {"input_timeout_s", "max_pending_tasks"}:
+            reconfigure_runtime(input_timeout_s=s.input_timeout_s, max_pending=s.max_pending_tasks)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT request a graceful stop; the first one re-arms the default action for the next."""
@@ -207,6 +330,8 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # SIGHUP (systemctl reload, a closed terminal): read the configuration again, in the main loop.
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: self.request_reload())
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Run the main loop until a stop is requested (True) or ``timeout_s`` passes (False).
@@ -217,8 +342,13 @@ class Daemon:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             wait_s = tick_s if deadline is None else max(0.0, min(tick_s, deadline - time.monotonic()))
-            if self._stop.wait(wait_s):
+            self._wake.wait(wait_s)
+            self._wake.clear()
+            if self._stop.is_set():
                 return True
+            if self._reload_wanted:
+                self._reload_wanted = False
+                self.reload()
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self.notifier.watchdog()
@@ -253,9 +383,10 @@ class Daemon:
         return clean
 
 
-def run_daemon(settings: Settings) -> int:
-    """Run the node until SIGTERM/SIGINT; the process exit status (0 after a graceful stop)."""
-    daemon = Daemon(settings)
+def run_daemon(settings: Settings, reread: Callable[[], Settings] | None = None) -> int:
+    """Run the node until SIGTERM/SIGINT; the process exit status (0 after a graceful stop). ``reread``
+    reads the configuration again for a reload (SIGHUP); without it a reload changes nothing."""
+    daemon = Daemon(settings, reread=reread)
     daemon.install_signal_handlers()
     try:
         daemon.start()

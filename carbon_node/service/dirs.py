@@ -73,6 +73,8 @@ def _problem(path: Path, *, explicit: bool) -> str | None:
         reason = _not_writable(path)
         return None if reason is None else f"{path} is not writable: {reason}"
     if explicit and not path.parent.is_dir():
+        if path.parent.exists():
+            return f"{path} cannot be created: {path.parent} is not a directory"
         return f"{path} does not exist and neither does its parent {path.parent}"
     ancestor = _nearest_existing(path.parent)
     if not ancestor.is_dir():

@@ -49,13 +49,11 @@ Properties the node relies on:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import math
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -72,6 +70,7 @@ from carbon_node.service.journal_schema import (
     create_or_migrate,
 )
 from carbon_node.service.journal_suspension import MAX_BACKLOG_ROWS, Suspension, transient
+from carbon_node.service.journal_writer import start_writer
 
 __all__ = ["MEASURED_COMMIT_TIMEOUT_S", "SqliteJournal"]
 
@@ -239,6 +238,13 @@ class SqliteJournal:
         except sqlite3.Error as exc:
             self._disable("open", exc)
 
+    def reconfigure(self, *, max_tasks: int, retention_s: float) -> None:
+        """New retention bounds (a reloaded configuration), applied from the next commit on."""
+        if max_tasks < 1 or not retention_s > 0:
+            raise ValueError(f"max_tasks must be >= 1 and retention_s > 0, got {max_tasks} and {retention_s}")
+        with self._lock:
+            self.max_tasks, self.retention_s = max_tasks, float(retention_s)
+
     def flush(self, timeout_s: float | None = None) -> bool:
         """Wait until every row recorded so far is committed (or dropped because the journal turned off, or
         kept in memory while it is suspended).
@@ -348,9 +354,7 @@ class SqliteJournal:
             self._keys.add(hash(key))
             self._recorded += 1
             if self._writer is None:
-                self._writer = threading.Thread(target=_write_loop, args=(weakref.ref(self),), name="carbon-journal", daemon=True)
-                self._writer.start()
-                _OPEN_JOURNALS.add(self)
+                self._writer = start_writer(self)
             if wake:
                 self._queue.notify_all()
         if not self._suspension.active and _from_a_measurement(output) and not self.flush(timeout_s=MEASURED_COMMIT_TIMEOUT_S):
@@ -459,39 +463,6 @@ class SqliteJournal:
                 self._disable("count", failure)
             return 0
         return count
-
-
-_OPEN_JOURNALS: weakref.WeakSet[SqliteJournal] = weakref.WeakSet()
-"""Journals with a writer thread: what they queued is committed at interpreter exit (daemon threads are
-not waited for)."""
-
-
-def _write_loop(ref: weakref.ReferenceType[SqliteJournal]) -> None:
-    """The writer thread: commit batches until its journal stops, turns off or is garbage-collected.
-
-    It holds the journal only while rows are queued, so that a journal nobody refers to any more (and
-    that was not closed) can still be collected.
-    """
-    while True:
-        journal = ref()
-        if journal is None:
-            return
-        while True:
-            taken = journal._next_batch()
-            if taken is None:
-                return
-            batch, upto = taken
-            if not batch:
-                break  # idle: let go of the journal for a moment
-            journal._commit(batch, upto)
-        del journal
-
-
-@atexit.register
-def _commit_at_exit() -> None:
-    for journal in list(_OPEN_JOURNALS):
-        with contextlib.suppress(Exception):  # best effort: the process is ending
-            journal._write_queued()
 
 
 def _from_a_measurement(output: TaskOutput) -> bool:

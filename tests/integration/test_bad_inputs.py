@@ -23,8 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carbon_node.bus.checks import check_output
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.runtime import NodeRuntime, check_output
+from carbon_node.bus.runtime import NodeRuntime
 from carbon_node.core import MAX_EXTRA_DATA_BYTES, TaskId, TaskInputs
 from carbon_node.engine.engine import Engine
 from carbon_node.measure.model_sources import resolve_model_source
