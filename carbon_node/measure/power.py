@@ -13,7 +13,8 @@ every Measurement says honestly how its energy was obtained:
 
 carbontracker runs every window either way, and its figure is reported. Its ``tdp_table`` estimate is
 always computed here, with carbontracker's own table and CPU-name matching (:func:`tdp_table_watts`,
-once per process), and handed to carbontracker through its ``sim_cpu`` settings (``sim_cpu_util=0.5``: its ``GenericCPU`` also draws 50 % of the TDP). Two reasons:
+once per process), and handed to carbontracker through its ``sim_cpu`` settings (``sim_cpu_util=0.5``:
+its ``GenericCPU`` also draws 50 % of the TDP). Two reasons:
 
 - carbontracker chooses its RAPL handler whenever the powercap directory is non-empty, even when the
   counters are not readable (the default since 2020), and then records zero power;
