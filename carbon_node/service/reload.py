@@ -38,6 +38,7 @@ RELOADABLE = frozenset(
         "model_dirs",
         "sim_cpu_tdp_w",
         "sim_cpu_util",
+        "cpu_power_model",
         # the measurement worker and its caches
         "task_timeout_s",
         "measure_cache_ttl_s",
