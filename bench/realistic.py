@@ -88,4 +88,6 @@ def phase_realistic(
             runs = [bench.round_trip(str(directory), timeout_s=180.0)[1] for _ in range(CV_WINDOWS)] if measured else []
             values = [per_inference_kwh(a) for a in runs if a is not None and a.extra_data.get("mode") == "tracker"]
             bench.record(f"cv_{key}", kind, cv(values) if len(values) == CV_WINDOWS else float("nan"))
-            bench.record(f"worker_rss_{key}_mb", kind, worker_rss_mb(node.process.pid))
+            # The baseline has no worker: a child it forks lives for one task only.
+            rss = worker_rss_mb(node.process.pid) if kind == "carbon-node" else float("nan")
+            bench.record(f"worker_rss_{key}_mb", kind, rss)
