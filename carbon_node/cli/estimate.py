@@ -148,9 +148,9 @@ def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
     ]
     interval = x.get("uncertainty")
     if isinstance(interval, dict):
-        for unit, label, name in (("carbon_g", "gCO2e", "carbon 95% interval"), ("energy_kwh", "kWh", "energy 95% interval")):
+        for unit, label, name in (("carbon_g", "gCO2e", "carbon 95%"), ("energy_kwh", "kWh", "energy 95%")):
             low, high = interval[unit]
-            rows.append((name, f"{_fmt(low)} to {_fmt(high)}", label, "extra_data.uncertainty"))
+            rows.append((name, "", label, f"{_fmt(low)} to {_fmt(high)} (extra_data.uncertainty)"))
     if x.get("grid_ci_g_per_kwh") != output.grid_ci_g_per_kwh:
         rows.append(("grid intensity", _fmt(x.get("grid_ci_g_per_kwh")), "gCO2e/kWh", "carbon = energy x this intensity"))
     for key, label in (("measured_per_inference", "measured / pass"), ("hw_latency_per_inference", "hw-latency scaled")):

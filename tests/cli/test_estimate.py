@@ -64,5 +64,5 @@ def test_the_table_shows_the_interval_and_the_load_models_window_power() -> None
     output = engine.handle(make_inputs(latency=0.5, region="France"))
     lines = {line.split("  ")[0]: line for line in format_output(output, as_json=False).splitlines()}
     low, high = output.extra_data["uncertainty"]["carbon_g"]
-    assert f"{low:.6g} to {high:.6g}" in lines["carbon 95% interval"]
+    assert f"{low:.6g} to {high:.6g}" in lines["carbon 95%"]
     assert "4.2" in lines["window CPU power"] and "boavizta_teads_tdp_curve" in lines["window CPU power"]
