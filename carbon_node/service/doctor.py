@@ -290,17 +290,17 @@ def _check_upstream(report: Report, settings: Settings) -> None:
 
 
 def _check_dirs(report: Report, settings: Settings, sources: Mapping[str, str]) -> None:
-    """The check ``carbon-node run`` makes before it starts (:func:`~carbon_node.service.dirs.directory_problem`),
-    without creating anything: a directory it cannot use stops the node."""
-    from carbon_node.service.dirs import DIRECTORY_SETTINGS, directory_problem
+    """The check ``carbon-node run`` makes before it starts (:mod:`carbon_node.service.dirs`), without
+    creating anything: a directory it cannot use stops the node with exit status 2."""
+    from carbon_node.service.dirs import DIRECTORY_SETTINGS, setting_problem
 
     for name in DIRECTORY_SETTINGS:
         path = Path(getattr(settings, name))
-        problem = directory_problem(path, explicit=sources.get(name, "default") != "default")
+        problem = setting_problem(settings, name, sources)
         if problem is None:
             report.add("dirs", name, "ok", str(path) if path.exists() else f"{path} (created at start)")
         else:
-            report.add("dirs", name, "fail", f"{problem}: `carbon-node run` stops with exit status 2")
+            report.add("dirs", name, "fail", f"{problem}; `carbon-node run` stops with exit status 2")
 
 
 def run_checks(
