@@ -24,7 +24,7 @@ import structlog
 from carbon_node.base import log_enabled
 from carbon_node.core import CarbonNodeError, Lane, TaskInputs, TaskOutput, error_output
 from carbon_node.engine.config import EngineConfig
-from carbon_node.engine.intensity import Intensity, IntensitySource, default_intensity_source, world_average
+from carbon_node.engine.intensity import Intensity, IntensitySource, default_intensity_source, explain, world_average
 from carbon_node.engine.paths import Mode, Route, choose_route, failed
 from carbon_node.engine.provenance import UNITS, measured_extra_data, onnx_extra_data, simple_extra_data
 from carbon_node.engine.scaling import PerInference, hw_energy_kwh, scale_measurement
@@ -155,7 +155,7 @@ class Engine:
     def _intensity(self, task: Task) -> Intensity:
         answer = self.intensity.lookup(task.location)
         # An injected source may have no last resort: carbontracker's world average is ours.
-        return answer if answer is not None else world_average()
+        return explain(answer if answer is not None else world_average(), task.location)
 
     def _error(self, inputs: TaskInputs, task: Task, message: str, **extra: Any) -> TaskOutput:
         if task.warnings:
