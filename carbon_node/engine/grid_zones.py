@@ -8,12 +8,12 @@ imports pandas), nothing from the network.
 
 | zones | figure | year | dataset |
 |---|---|---|---|
-| countries | carbontracker's table (``offline_table``), else CodeCarbon's country mix | per country | Our World in Data (Ember) |
+| countries | carbontracker's table (``offline_table``), else CodeCarbon's mix | per country | Our World in Data |
 | US states and DC (``US-CA``) | EPA eGRID output emission rate (CO2e), lb/MWh x 0.45359237 | 2023 | eGRID2023 |
-| Canadian provinces (``CA-QC``) | fossil shares of the generation mix x CodeCarbon's per-source factors | 2023 | CodeCarbon's Canadian mix |
+| Canadian provinces (``CA-QC``) | fossil shares of the mix x CodeCarbon's per-source factors | 2023 | Canadian mix |
 | Chinese provinces (``CN-GD``) | official provincial factors (CO2 only) | 2023 | MEE/NBS |
-| Swedish and Norwegian bidding zones (``SE-SE3``) | ENTSO-E generation mix x per-source factors | 2025 | CodeCarbon's Nordic table |
-| Google Cloud regions (``gcp:europe-west1``) | Google's published grid intensity per region | not stated | CodeCarbon's ``cloud/impact.csv`` |
+| Nordic bidding zones (``SE-SE3``) | ENTSO-E generation mix x per-source factors | 2025 | Nordic table |
+| Google Cloud regions (``gcp:europe-west1``) | Google's grid intensity per region | not stated | ``cloud/impact.csv`` |
 
 Canada's figure is CodeCarbon's own method (coal, petroleum and natural gas shares times their
 factors; hydro, nuclear and the rest count as zero), with the factors of its
@@ -40,6 +40,7 @@ __all__ = [
     "gcp_regions",
     "load_zone_figures",
     "sources",
+    "zone_names",
 ]
 
 LB_PER_MWH_TO_G_PER_KWH = 0.45359237
@@ -119,7 +120,15 @@ def _china() -> list[ZoneFigure]:
     data = json.loads(data_text("china_provincial_emissions.json"))
     dataset = f"MEE/NBS provincial electricity CO2 factors ({_via('china_provincial_emissions.json')})"
     return [
-        ZoneFigure(code, str(entry["description"]), "subnational", float(entry["emission_factor"]), int(entry["year"]), dataset, "codecarbon")
+        ZoneFigure(
+            code,
+            str(entry["description"]),
+            "subnational",
+            float(entry["emission_factor"]),
+            int(entry["year"]),
+            dataset,
+            "codecarbon",
+        )
         for code, entry in data["data"].items()
     ]
 
@@ -129,7 +138,15 @@ def _nordic() -> list[ZoneFigure]:
     data = json.loads(data_text("nordic_emissions.json"))
     dataset = f"ENTSO-E generation per bidding zone ({_via('nordic_emissions.json')})"
     return [
-        ZoneFigure(f"{zone[:2]}-{zone}", str(entry["description"]), "subnational", float(entry["emission_factor"]), int(entry["year"]), dataset, "codecarbon")
+        ZoneFigure(
+            f"{zone[:2]}-{zone}",
+            str(entry["description"]),
+            "subnational",
+            float(entry["emission_factor"]),
+            int(entry["year"]),
+            dataset,
+            "codecarbon",
+        )
         for zone, entry in data["data"].items()
         if len(zone) > 2
     ]
@@ -143,9 +160,21 @@ def _country_mix(alpha3_to_alpha2: Mapping[str, str]) -> dict[str, ZoneFigure]:
         alpha2 = alpha3_to_alpha2.get(alpha3)
         if alpha2 and entry.get("carbon_intensity") is not None:
             figures[alpha2] = ZoneFigure(
-                alpha2, str(entry["country_name"]), "country", float(entry["carbon_intensity"]), int(entry["year"]), dataset, "codecarbon"
+                alpha2,
+                str(entry["country_name"]),
+                "country",
+                float(entry["carbon_intensity"]),
+                int(entry["year"]),
+                dataset,
+                "codecarbon",
             )
     return figures
+
+
+def zone_names() -> dict[str, list[str]]:
+    """Other names the figure tables give their zones (China's: "inner mongolia", "nei mongol")."""
+    data = json.loads(data_text("china_provincial_emissions.json"))
+    return {code: [str(name) for name in entry.get("names", [])] for code, entry in data["data"].items()}
 
 
 def gcp_regions() -> list[tuple[str, ZoneFigure, str]]:
@@ -157,7 +186,15 @@ def gcp_regions() -> list[tuple[str, ZoneFigure, str]]:
         if row["provider"] != "gcp" or not row["impact"]:
             continue
         place = ", ".join(part for part in (row["city"], row["state"], row["country_name"]) if part)
-        figure = ZoneFigure(f"gcp:{row['region']}", f"{row['region']} ({place})", "cloud_region", float(row["impact"]), None, dataset, "codecarbon")
+        figure = ZoneFigure(
+            f"gcp:{row['region']}",
+            f"{row['region']} ({place})",
+            "cloud_region",
+            float(row["impact"]),
+            None,
+            dataset,
+            "codecarbon",
+        )
         regions.append((row["region"], figure, row["countryIsoCode"]))
     return regions
 
@@ -208,5 +245,7 @@ def load_zone_figures(
     countries = _country_mix(alpha3_to_alpha2)
     table_dataset = carbontracker_dataset()
     for row in table_rows:
-        countries[row.alpha2] = ZoneFigure(row.alpha2, row.name, "country", row.g_per_kwh, row.year, table_dataset, "offline_table")
+        countries[row.alpha2] = ZoneFigure(
+            row.alpha2, row.name, "country", row.g_per_kwh, row.year, table_dataset, "offline_table"
+        )
     return GridFigures(zones, countries)

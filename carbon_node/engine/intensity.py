@@ -32,13 +32,14 @@ import io
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Protocol
 
 import structlog
 
+from carbon_node.engine.place_aliases import _CONTINENT_ALIASES, _COUNTRY_ALIASES, CONTINENT_COUNTRIES
 from carbon_node.engine.task import Location
 
 __all__ = [
@@ -114,77 +115,6 @@ class TableRow:
     g_per_kwh: float
 
 
-CONTINENT_COUNTRIES: Mapping[str, frozenset[str]] = {
-    name: frozenset(codes.split())
-    for name, codes in {
-        "Europe": "AL AT BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GI GR HR HU IE IS IT LT LU LV MD ME MK MT NL NO"
-        " PL PT RO RS RU SE SI SK UA",
-        "Asia": "AE AF AM AZ BD BH BN BT CN GE HK ID IL IN IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM MN MO MV MY NP OM"
-        " PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE",
-        "Africa": "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML MR MU MW"
-        " MZ NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG ZA ZM ZW",
-        "North America": "AG AW BB BM BS BZ CA CR CU DM DO GD GL GP GT HN HT JM KN KY LC MQ MS MX NI PA PM PR SV TC TT US"
-        " VC VG VI",
-        "South America": "AR BO BR CL CO EC FK GF GY PE PY SR UY VE",
-        "Oceania": "AS AU CK FJ GU KI NC NR NZ PF PG SB TO VU WS",
-    }.items()
-}
-"""ISO alpha-2 codes per continent (Our World in Data's convention: Russia and Cyprus in Europe, Turkey
-and the Caucasus in Asia, Central America and the Caribbean in North America)."""
-
-_CONTINENT_ALIASES = {
-    "eu": "Europe",
-    "n. america": "North America",
-    "northamerica": "North America",
-    "s. america": "South America",
-    "southamerica": "South America",
-    "australia/oceania": "Oceania",
-    "australia and oceania": "Oceania",
-}
-
-_COUNTRY_ALIASES = {
-    "usa": "US",
-    "u.s.": "US",
-    "u.s.a.": "US",
-    "united states of america": "US",
-    "america": "US",
-    "uk": "GB",
-    "u.k.": "GB",
-    "great britain": "GB",
-    "britain": "GB",
-    "england": "GB",
-    "scotland": "GB",
-    "wales": "GB",
-    "northern ireland": "GB",
-    "holland": "NL",
-    "the netherlands": "NL",
-    "czech republic": "CZ",
-    "korea": "KR",
-    "republic of korea": "KR",
-    "russian federation": "RU",
-    "turkiye": "TR",
-    "türkiye": "TR",
-    "ivory coast": "CI",
-    "viet nam": "VN",
-    "uae": "AE",
-    "dr congo": "CD",
-    "drc": "CD",
-    "deutschland": "DE",
-    "españa": "ES",
-    "espana": "ES",
-    "italia": "IT",
-    "schweiz": "CH",
-    "suisse": "CH",
-    "österreich": "AT",
-    "sverige": "SE",
-    "norge": "NO",
-    "polska": "PL",
-    "brasil": "BR",
-    "méxico": "MX",
-    "nippon": "JP",
-}
-
-
 def _norm(text: str) -> str:
     return " ".join(text.strip().lower().split())
 
@@ -237,7 +167,9 @@ def world_average() -> Intensity:
         log.warning("intensity.world_average_fallback", error=str(exc))
         value, year = WORLD_AVERAGE_FALLBACK_G_PER_KWH, WORLD_AVERAGE_FALLBACK_YEAR
         return Intensity(value, "world_average", "world", year, "carbontracker 2.4.7's world average (built in)", "world")
-    return Intensity(value, "world_average", "world", year, f"carbontracker {_carbontracker_version()}: WORLD_AVG_CARBON_INTENSITY", "world")
+    return Intensity(
+        value, "world_average", "world", year, f"carbontracker {_carbontracker_version()}: WORLD_AVG_CARBON_INTENSITY", "world"
+    )
 
 
 @functools.cache
@@ -262,7 +194,11 @@ class FixedIntensity:
             return None
         text = _text(location)
         return Intensity(
-            self.g_per_kwh, self.source, kind="configured", dataset="SUSTAINML_GRID_CI", match=PlaceMatch(text, "SUSTAINML_GRID_CI", "configured")
+            self.g_per_kwh,
+            self.source,
+            kind="configured",
+            dataset="SUSTAINML_GRID_CI",
+            match=PlaceMatch(text, "SUSTAINML_GRID_CI", "configured"),
         )
 
 
@@ -330,7 +266,8 @@ class ContinentAverage:
         """The average of continent ``name`` (a key of :data:`CONTINENT_COUNTRIES`), or None without one."""
         if name not in self._averages:
             return None
-        dataset = f"mean of the offline table's {self._counts[name]} countries on {name} (carbontracker {_carbontracker_version()}: carbon-intensities.csv)"
+        table = f"carbontracker {_carbontracker_version()}: carbon-intensities.csv"
+        dataset = f"mean of the offline table's {self._counts[name]} countries on {name} ({table})"
         return Intensity(self._averages[name], "continent_average", name, None, dataset, "continent", match)
 
     def lookup(self, location: Location) -> Intensity | None:

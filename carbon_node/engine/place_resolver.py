@@ -7,7 +7,7 @@ The order, first reading wins:
    with the middle part, "CAL" -> California; "US-NY-NYIS": a two-letter middle part is a region code
    only when the last part starts with it);
 2. the whole text as a known name: a cloud region id ("us-east-1", "europe-west1"), else a country,
-   else a region (ISO 3166-2), else a city, else a continent; a city of a million people or more beats
+   else a region (ISO 3166-2), else a continent, else a city; a city of a million people or more beats
    a region of another country of the same name ("Santiago");
 3. the parts of "City, Region, Country" (any order, any separators; without separators, the words
    split into known names: "Madrid Spain"): every combination of readings that agree (the city is in
@@ -37,9 +37,11 @@ __all__ = ["PlaceResolver", "Resolution"]
 
 _ZONE_ID = re.compile(r"^([A-Za-z]{2})-([A-Za-z0-9]+)(?:-([A-Za-z0-9]+))?$")
 _BIDDING_ZONE = re.compile(r"^([A-Za-z]{2})([0-9])$")
-_COMPASS = "northeast|northwest|southeast|southwest|northcentral|southcentral|westcentral|eastcentral|north|south|east|west|central"
+_COMPASS = (
+    "northeast|northwest|southeast|southwest|northcentral|southcentral|westcentral|eastcentral|north|south|east|west|central"
+)
 _AZURE = re.compile(rf"^(?:(?:{_COMPASS})([a-z]+?)|([a-z]+?)(?:{_COMPASS}))[0-9]?$")
-_SINGLE_RANK = {"cloud_region": 0, "country": 1, "subdivision": 2, "city": 3, "continent": 4}
+_SINGLE_RANK = {"cloud_region": 0, "country": 1, "subdivision": 2, "continent": 3, "city": 4}
 _FINENESS = {"continent": 1, "country": 2, "subdivision": 3, "city": 4, "cloud_region": 5}
 _BIG_CITY = 1_000_000
 _MAX_PARTS = 4
@@ -96,6 +98,8 @@ class PlaceResolver:
     def _result(self, text: str, place: Place, how: str, matched: str = "") -> Resolution | None:
         if place.kind == "cloud_region" and place.code.startswith("aws:"):
             return self._aws(text, place)
+        if place.kind == "continent" and how != "fuzzy":
+            how = "continent"
         zone, kind = self.zone_of(place)
         if not zone:
             return None
@@ -156,7 +160,9 @@ class PlaceResolver:
             place = region or self.index.countries[country]
             found = self._result(raw, place, "zone_id")
             if found is not None and region is None:
-                found = Resolution(raw, place, "zone_id", f"{_label(place)}: no figure of its own for {raw.upper()}", found.zone, found.zone_kind)
+                found = Resolution(
+                    raw, place, "zone_id", f"{_label(place)}: no figure of its own for {raw.upper()}", found.zone, found.zone_kind
+                )
             return found
         match = _BIDDING_ZONE.match(raw)
         if match and match.group(1).upper() in self.index.countries:
@@ -172,7 +178,9 @@ class PlaceResolver:
         found = self._result(raw, self.index.countries[country], "zone_id")
         if found is None:
             return None
-        return Resolution(raw, found.place, "zone_id", f"{found.matched}: no figure of its own for {zone}", found.zone, found.zone_kind)
+        return Resolution(
+            raw, found.place, "zone_id", f"{found.matched}: no figure of its own for {zone}", found.zone, found.zone_kind
+        )
 
     def _region_by_prefix(self, country: str, middle: str, last: str) -> Place | None:
         if len(middle) == 2:
@@ -266,7 +274,7 @@ class PlaceResolver:
         if best is None or all(c.place.kind == "continent" for c, _ in best[1]):
             return None
         chosen = best[1]
-        finest_candidate, typo = max(chosen, key=lambda item: _FINENESS[item[0].place.kind])
+        finest_candidate = max(chosen, key=lambda item: _FINENESS[item[0].place.kind])[0]
         how = "fuzzy" if any(t for _, t in chosen) else finest_candidate.how
         matched = ", ".join(_label(c.place) for c, _ in sorted(chosen, key=lambda item: -_FINENESS[item[0].place.kind]))
         return self._result(raw, finest_candidate.place, how, matched)
@@ -290,4 +298,4 @@ class PlaceResolver:
             return None
         nearest = [c for distance, c in near if distance == near[0][0]]
         best = self._single(nearest, continent)
-        return self._result(raw, best.place, "fuzzy", f"{_label(best.place)} (read as a typo)")
+        return self._result(raw, best.place, "fuzzy", _label(best.place))

@@ -12,8 +12,22 @@ import unicodedata
 
 __all__ = ["edit_distance", "fold", "name_variants", "split_parts", "split_words"]
 
-_LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "d", "þ": "th", "ı": "i"})
-_APOSTROPHES = re.compile(r"['’`ʻʼ´]")
+# Letters that do not decompose (sharp s, ae, oe, o and l with stroke, eth, thorn, dotless i), and the
+# apostrophes people type (straight, right single quote, grave, modifier letters, acute), by code point.
+_LETTERS = str.maketrans(
+    {
+        "\u00df": "ss",
+        "\u00e6": "ae",
+        "\u0153": "oe",
+        "\u00f8": "o",
+        "\u0142": "l",
+        "\u0111": "d",
+        "\u00f0": "d",
+        "\u00fe": "th",
+        "\u0131": "i",
+    }
+)
+_APOSTROPHES = re.compile("['\u2019`\u02bb\u02bc\u00b4]")
 _NOT_WORD = re.compile(r"[^\w]+|_")
 _PART_SEPARATORS = re.compile(r"[,;/|()\[\]]|\s+-\s+")
 _COMBINING = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")

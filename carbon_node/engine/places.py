@@ -27,9 +27,6 @@ import structlog
 
 from carbon_node.engine.grid_zones import GridFigures, load_zone_figures, sources
 from carbon_node.engine.intensity import (
-    _CONTINENT_ALIASES,
-    _COUNTRY_ALIASES,
-    CONTINENT_COUNTRIES,
     ContinentAverage,
     Intensity,
     OfflineTable,
@@ -37,6 +34,7 @@ from carbon_node.engine.intensity import (
     TableRow,
     continent_name,
 )
+from carbon_node.engine.place_aliases import _CONTINENT_ALIASES, _COUNTRY_ALIASES, CONTINENT_COUNTRIES
 from carbon_node.engine.place_index import PlaceIndex
 from carbon_node.engine.place_resolver import PlaceResolver, Resolution
 from carbon_node.engine.place_text import fold
@@ -183,7 +181,7 @@ class PlaceIntensity:
                 continue
             found = data.resolver.resolve(text, hint if other else None)
             if found is not None:
-                warnings = ()
+                warnings: tuple[str, ...] = ()
                 if text is continent and region:
                     warnings = (f"geo_location_region {region!r} is not a place the node knows: {found.matched} used instead",)
                 return self._intensity(data, found, warnings)
@@ -192,13 +190,15 @@ class PlaceIntensity:
     def _intensity(self, data: PlaceData, found: Resolution, warnings: tuple[str, ...]) -> Intensity | None:
         match = PlaceMatch(found.text, found.matched, found.how)
         if found.how == "fuzzy":
-            warnings += (f"geo_location {found.text!r} read as {found.matched}",)
+            warnings += (f"geo_location {found.text!r} is not a known name: read as {found.matched}, the nearest one",)
         if found.zone_kind == "continent":
             answer = data.continents.intensity(found.zone, match)
             return None if answer is None else _with(answer, warnings)
         figure = data.figures.country(found.zone) if found.zone_kind == "country" else data.figures.zone(found.zone)
         if figure is not None:
-            return Intensity(figure.g_per_kwh, figure.source, figure.zone, figure.year, figure.dataset, figure.kind, match, warnings)
+            return Intensity(
+                figure.g_per_kwh, figure.source, figure.zone, figure.year, figure.dataset, figure.kind, match, warnings
+            )
         # A country with no figure in either table: its continent's mean, said so.
         for name, members in CONTINENT_COUNTRIES.items():
             if found.zone in members:
@@ -210,4 +210,6 @@ class PlaceIntensity:
 
 
 def _with(answer: Intensity, warnings: tuple[str, ...]) -> Intensity:
-    return Intensity(answer.g_per_kwh, answer.source, answer.zone, answer.year, answer.dataset, answer.kind, answer.match, warnings)
+    return Intensity(
+        answer.g_per_kwh, answer.source, answer.zone, answer.year, answer.dataset, answer.kind, answer.match, warnings
+    )

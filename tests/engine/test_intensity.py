@@ -23,6 +23,7 @@ from carbon_node.engine.intensity import (
 from carbon_node.engine.task import Location
 from carbon_node.testing import FakeIntensitySource
 
+
 def core(intensity: Intensity | None) -> tuple[object, ...] | None:
     """What a figure is (value, source, zone, year), without how the text was read."""
     return None if intensity is None else (intensity.g_per_kwh, intensity.source, intensity.zone, intensity.year)
