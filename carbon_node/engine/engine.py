@@ -123,6 +123,13 @@ class Engine:
         """The error output of a task that cannot be computed. Never raises."""
         return error_output(inputs, message, latency_unit=self.config.latency_unit, units=dict(UNITS))
 
+    def warm_up(self) -> None:
+        """Start loading what lookups will need (the place resolver's data) in the background; the
+        daemon calls it once NODE_IDLE is published. A lookup before the load ends waits for it."""
+        start = getattr(self.intensity, "start", None)
+        if callable(start):
+            start()
+
     def abort(self) -> None:
         """Abort the measurement in progress, when the measurer supports it (shutdown)."""
         abort = getattr(self.measurer, "abort", None)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.metadata
 import importlib.resources
 import io
 import json
@@ -212,6 +211,8 @@ def aws_regions() -> list[tuple[str, str]]:
 
 def carbontracker_dataset() -> str:
     """The offline table's dataset in words (carbontracker's version read from its metadata, no import)."""
+    import importlib.metadata  # ~20 ms of imports: only when the figures load, after start-up
+
     try:
         version = importlib.metadata.version("carbontracker")
     except importlib.metadata.PackageNotFoundError:

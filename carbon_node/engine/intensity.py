@@ -386,6 +386,14 @@ class IntensityChain:
     def __init__(self, sources: Sequence[IntensitySource]) -> None:
         self.sources = tuple(sources)
 
+    def start(self) -> None:
+        """Let the sources that load data begin now, in the background (the place resolver); the daemon
+        calls it once NODE_IDLE is published, so that start-up does not share the CPU with the load."""
+        for source in self.sources:
+            start = getattr(source, "start", None)
+            if callable(start):
+                start()
+
     @property
     def may_block(self) -> bool:
         """Whether a lookup may wait on the network (a live source is in the chain); the others are
@@ -432,12 +440,15 @@ def default_intensity_source(
     places: IntensitySource | None = None,
 ) -> IntensityChain:
     """The chain of the module docstring, from the settings of the same names. ``places`` replaces the
-    place resolver (default: a :class:`~carbon_node.engine.places.PlaceIntensity` over ``table``,
-    loading its data in the background from now on)."""
+    place resolver (default: a :class:`~carbon_node.engine.places.PlaceIntensity` over ``table``, which
+    loads its data on the first lookup, or in the background from :meth:`IntensityChain.start` on)."""
     from carbon_node.engine.places import PlaceIntensity  # the resolver builds on this module
 
     table = table if table is not None else OfflineTable()
-    sources: list[IntensitySource] = [FixedIntensity(grid_ci_g_per_kwh), places if places is not None else PlaceIntensity(table)]
+    sources: list[IntensitySource] = [
+        FixedIntensity(grid_ci_g_per_kwh),
+        places if places is not None else PlaceIntensity(table, start=False),
+    ]
     if live_intensity:
         sources.append(LiveIntensity(carbontracker_live_fetch(electricitymaps_api_key), live_intensity_timeout_s))
     sources.append(WorldAverage())

@@ -4,10 +4,10 @@ grid zone the packaged data knows, with what matched and how.
 Properties the node relies on:
 
 - Start-up does not wait for the data: :class:`PlaceIntensity` reads and indexes it (pycountry's ISO
-  files, ``cities.tsv``, CodeCarbon's and botocore's files; a few hundred milliseconds) in a daemon
-  thread started with it. A lookup that comes before the index is ready waits for it, at most
-  ``load_timeout_s``; past that it has no answer (the chain goes on to the world average, and the
-  failure is logged once).
+  files, ``cities.tsv``, CodeCarbon's and botocore's files; a few hundred milliseconds, about 25 MB) in
+  a daemon thread, :data:`START_DELAY_S` after :meth:`PlaceIntensity.start` (the daemon calls it once
+  NODE_IDLE is out) or at the first lookup, whichever comes first. A lookup that comes before the index
+  is ready waits for it, at most ``load_timeout_s``; past that it has no answer (the chain goes on to the world average; logged).
 - A lookup costs a dictionary access once a text has been read: answers are cached per (region,
   continent) text, :data:`CACHE_SIZE` of them (least recently used out), so a node answering ONNX tasks
   on its bus thread pays the reading once per distinct text.
@@ -43,6 +43,10 @@ from carbon_node.engine.task import Location
 __all__ = ["CACHE_SIZE", "PlaceData", "PlaceIntensity", "load_place_data"]
 
 log = structlog.get_logger(__name__)
+
+START_DELAY_S = 1.0
+"""Seconds :meth:`PlaceIntensity.start` waits before loading (a lookup starts the load at once): the
+seconds after NODE_IDLE, while the worker imports torch, are left to the bus and its peers."""
 
 CACHE_SIZE = 4096
 """Distinct (region, continent) texts whose answers are kept."""
@@ -115,22 +119,24 @@ class PlaceIntensity:
         self.table = table if table is not None else OfflineTable()
         self.load_timeout_s = load_timeout_s
         self._ready = threading.Event()
+        self._now = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._data: PlaceData | None = None
         self._error: str | None = None
         self._cached = functools.lru_cache(maxsize=CACHE_SIZE)(self._answer)
         if start:
-            self.start()
+            self.start(0.0)
 
-    def start(self) -> None:
-        """Begin loading in the background (once)."""
+    def start(self, delay_s: float = START_DELAY_S) -> None:
+        """Load in the background (once), after ``delay_s`` or at the first lookup, whichever comes first."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._load, name="carbon-node-places", daemon=True)
+                self._thread = threading.Thread(target=self._load, args=(delay_s,), name="carbon-node-places", daemon=True)
                 self._thread.start()
 
-    def _load(self) -> None:
+    def _load(self, delay_s: float) -> None:
+        self._now.wait(delay_s)
         try:
             self._data = load_place_data(self.table)
         except Exception as exc:  # the chain still answers (world average); the reason is kept for doctor
@@ -145,6 +151,7 @@ class PlaceIntensity:
     def data(self, timeout_s: float | None = None) -> PlaceData | None:
         """The loaded data, waiting at most ``timeout_s`` (default ``load_timeout_s``); None if it failed
         or is not ready in time (:attr:`error` says why)."""
+        self._now.set()
         self.start()
         self._ready.wait(self.load_timeout_s if timeout_s is None else timeout_s)
         return self._data
