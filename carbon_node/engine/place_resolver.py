@@ -40,7 +40,8 @@ _BIDDING_ZONE = re.compile(r"^([A-Za-z]{2})([0-9])$")
 _COMPASS = (
     "northeast|northwest|southeast|southwest|northcentral|southcentral|westcentral|eastcentral|north|south|east|west|central"
 )
-_AZURE = re.compile(rf"^(?:(?:{_COMPASS})([a-z]+?)|([a-z]+?)(?:{_COMPASS}))[0-9]?$")
+_AZURE_ID = re.compile(rf"^[a-z]*(?:{_COMPASS})[a-z]*[0-9]?$")
+"""One word with a compass word in it, at most a digit after: the shape of an Azure region id."""
 _SINGLE_RANK = {"cloud_region": 0, "country": 1, "subdivision": 2, "continent": 3, "city": 4}
 _FINENESS = {"continent": 1, "country": 2, "subdivision": 3, "city": 4, "cloud_region": 5}
 _BIG_CITY = 1_000_000
@@ -60,6 +61,15 @@ class Resolution:
     matched: str
     zone: str
     zone_kind: str
+
+
+def _abbreviates(short: str, name: str) -> bool:
+    """Whether ``short`` abbreviates ``name``: its first letter, then its other letters in order ("cal"
+    California, "fla" Florida, "tex" Texas)."""
+    if not short or not name.startswith(short[0]):
+        return False
+    rest = iter(name[1:])
+    return all(letter in rest for letter in short[1:])
 
 
 def _label(place: Place) -> str:
@@ -186,13 +196,13 @@ class PlaceResolver:
         if len(middle) == 2:
             place = self.index.subdivisions.get(f"{country}-{middle}")
             return place if place is not None and last.startswith(middle) else None
-        prefix = middle.lower()
+        short = middle.lower()
         found = {
             place.code: place
             for place in self.index.subdivisions.values()
-            if place.country == country and fold(place.name).startswith(prefix)
+            if place.country == country and _abbreviates(short, fold(place.name).replace(" ", ""))
         }
-        return next(iter(found.values())) if len(prefix) >= 3 and len(found) == 1 else None
+        return next(iter(found.values())) if len(short) >= 3 and len(found) == 1 else None
 
     def _single(self, candidates: list[Candidate], continent: str | None) -> Candidate:
         """The best reading of a whole text: the broadest kind first (a country before a region of the
@@ -280,11 +290,19 @@ class PlaceResolver:
         return self._result(raw, finest_candidate.place, how, matched)
 
     def _azure(self, raw: str, key: str) -> Resolution | None:
-        match = _AZURE.match(key)
-        if not match:
+        if not _AZURE_ID.match(key):
             return None
-        word = match.group(1) or match.group(2)
-        candidates = [c for c in self.index.compact.get(word, []) if c.place.kind in ("country", "continent")]
+        bare = key.rstrip("0123456789")
+        words = []
+        for compass in _COMPASS.split("|"):
+            if bare.endswith(compass):
+                words.append(bare[: -len(compass)])
+            if bare.startswith(compass):
+                words.append(bare[len(compass) :])
+                words += [bare[len(compass) : -len(other)] for other in _COMPASS.split("|") if bare.endswith(other)]
+        candidates = [
+            c for word in words if word for c in self.index.compact.get(word, []) if c.place.kind in ("country", "continent")
+        ]
         if not candidates:
             return None
         where = candidates[0].place
