@@ -200,7 +200,7 @@ class PlaceResolver:
         found = {
             place.code: place
             for place in self.index.subdivisions.values()
-            if place.country == country and _abbreviates(short, fold(place.name).replace(" ", ""))
+            if place.code.startswith(country) and _abbreviates(short, fold(place.name).replace(" ", ""))
         }
         return next(iter(found.values())) if len(short) >= 3 and len(found) == 1 else None
 

@@ -63,8 +63,12 @@ class PlaceData:
 
     def summary(self) -> dict[str, Any]:
         """Counts and versions, for ``doctor`` and the logs."""
+        import importlib.metadata
+
         index = self.resolver.index
         files = sources()["files"]
+        packages = {f"{origin['package']} {origin['version']}" for origin in files.values()}
+        packages.add(f"pycountry {importlib.metadata.version('pycountry')}")
         return {
             "countries": len(index.countries),
             "regions": len(index.subdivisions),
@@ -73,7 +77,7 @@ class PlaceData:
             "countries_with_figures": len(self.figures.countries),
             "names": len(index.keys) + len(index.city_keys),
             "load_s": round(self.load_s, 3),
-            "packages": sorted({f"{origin['package']} {origin['version']}" for origin in files.values()}),
+            "packages": sorted(packages),
         }
 
 
