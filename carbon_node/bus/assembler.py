@@ -110,6 +110,13 @@ class Assembler:
         self._again: OrderedDict[TaskId, _Pending] = OrderedDict()  # inputs for released ids, held apart
         self._answered: OrderedDict[TaskId, tuple[bytes, bytes, bytes]] = OrderedDict()  # -> released digests
 
+    def reconfigure(self, *, input_timeout_s: float, max_pending: int) -> None:
+        """New bounds (a reloaded configuration): held tasks expire by the new timeout, and a smaller
+        ``max_pending`` evicts the oldest tasks as new ones arrive."""
+        if input_timeout_s <= 0 or max_pending < 1:
+            raise ValueError(f"input_timeout_s must be > 0 and max_pending >= 1, got {input_timeout_s}, {max_pending}")
+        self._input_timeout_s, self._max_pending = input_timeout_s, max_pending
+
     @property
     def pending_count(self) -> int:
         """Incomplete tasks currently held."""

@@ -16,9 +16,12 @@ import structlog
 
 from carbon_node.core import Lane, TaskInputs, TaskOutput
 
-__all__ = ["Job", "LanePool"]
+__all__ = ["THREAD_JOIN_S", "Job", "LanePool"]
 
 log = structlog.get_logger(__name__)
+
+THREAD_JOIN_S = 2.0
+"""Longest wait, at stop, for one of the runtime's threads (the bus thread, a lane's) to end."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import textwrap
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -56,6 +57,7 @@ from carbon_node.wire import (
 )
 
 __all__ = [
+    "NodeNotSeen",
     "Orchestrator",
     "OrchestratorTimeout",
     "SendResult",
@@ -79,6 +81,10 @@ _iterations = itertools.count(1)
 
 class OrchestratorTimeout(BusError):
     """A bounded wait ended without what it waited for; the message names what was not received."""
+
+
+class NodeNotSeen(OrchestratorTimeout):
+    """No carbon node was discovered on the domain (no status sample) within the wait."""
 
 
 def new_task_id() -> TaskId:
@@ -209,6 +215,7 @@ class Orchestrator:
             lambda: self._last_status,
             timeout_s,
             lambda: f"no carbon node seen on domain {self.domain_id} within {timeout_s:g} s (no status sample)",
+            NodeNotSeen,
         )
 
     def wait_output(self, task_id: TaskId, timeout_s: float) -> CO2FootprintImpl:
@@ -283,7 +290,13 @@ class Orchestrator:
         node = "carbon node seen" if seen else "carbon node never seen (no status sample)"
         return f"no output for task {task_id} within {timeout_s:g} s; {node}; statuses: {seen}"
 
-    def _wait(self, ready: Callable[[], _T | None], timeout_s: float, describe: Callable[[], str]) -> _T:
+    def _wait(
+        self,
+        ready: Callable[[], _T | None],
+        timeout_s: float,
+        describe: Callable[[], str],
+        error: type[OrchestratorTimeout] = OrchestratorTimeout,
+    ) -> _T:
         with self._changed:
             result: list[_T] = []
 
@@ -296,7 +309,7 @@ class Orchestrator:
 
             if self._changed.wait_for(check, timeout=timeout_s):
                 return result[0]
-        raise OrchestratorTimeout(describe())
+        raise error(describe())
 
     def _collect(self) -> None:
         while self._open:
@@ -389,14 +402,19 @@ def send_task(
     timeout_s: float,
     task_id: TaskId | None = None,
     latency_unit: str | None = None,
+    discovery_timeout_s: float | None = None,
 ) -> SendResult:
     """Publish one task (model, HW latency, power in W) and wait for its output.
 
     ``latency`` is in the node's own unit when ``latency_unit`` is None; otherwise it is in
     ``latency_unit`` (h, s or ms) and converted to the node's unit (:func:`node_latency_unit`).
-    Raises :class:`OrchestratorTimeout` naming what was not received within ``timeout_s`` seconds.
+    Raises :class:`NodeNotSeen` when no carbon node's status is seen within ``discovery_timeout_s``
+    seconds (None: ``timeout_s``; the inputs are TRANSIENT_LOCAL, so a node discovered later still gets
+    them), and :class:`OrchestratorTimeout` naming what was not received within ``timeout_s`` seconds.
     """
     task = task_id or new_task_id()
+    started_wait = time.monotonic()
+    discovery_s = timeout_s if discovery_timeout_s is None else min(discovery_timeout_s, timeout_s)
     with Orchestrator(domain_id) as orchestrator:
         latency_sent, note = latency, ""
         if latency_unit is not None and latency != 0:
@@ -410,7 +428,8 @@ def send_task(
             HWResourceImpl(latency=latency_sent, power_consumption=power),
             UserInputImpl(extra_data=_json_bytes(user_extra)),
         )
-        output = orchestrator.wait_output(task, timeout_s)
+        orchestrator.wait_node(discovery_s)
+        output = orchestrator.wait_output(task, max(0.0, timeout_s - (time.monotonic() - started_wait)))
         round_trip_s = time.monotonic() - started
         statuses = orchestrator.status_names()
         orchestrator.release_task(task)
@@ -447,5 +466,32 @@ def format_result(result: SendResult, as_json: bool) -> str:
         lines.append(f"latency            {result.latency_note}")
     lines.append(f"statuses           {' -> '.join(result.statuses) or '(none)'}")
     lines.append(f"round_trip         {result.round_trip_s * 1000:.1f} ms")
-    lines.append(f"extra_data         {json.dumps(dict(result.extra_data), sort_keys=True)}")
+    lines.append("extra_data")
+    lines.extend(_extra_data_lines(result.extra_data))
     return "\n".join(lines)
+
+
+_TEXT_WIDTH = 100
+"""Characters a line of :func:`format_result` may take; longer values wrap under themselves."""
+
+
+def _extra_data_lines(extra: Mapping[str, Any]) -> list[str]:
+    """One line per ``extra_data`` key (in the node's order), its value as compact JSON (a text as is),
+    wrapped under itself past :data:`_TEXT_WIDTH` characters."""
+    if not extra:
+        return ["  (empty)"]
+    width = min(max(len(str(key)) for key in extra), 28)
+    indent = " " * (width + 4)
+    lines: list[str] = []
+    for key, value in extra.items():
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=False, separators=(", ", ": "))
+        lines.append(
+            textwrap.fill(
+                text,
+                _TEXT_WIDTH,
+                initial_indent=f"  {key!s:<{width}}  ",
+                subsequent_indent=indent,
+                break_on_hyphens=False,
+            )
+        )
+    return lines

@@ -6,6 +6,12 @@ callback that converts the upstream accessor objects to the wire dataclasses, ru
 replay, measurement lane serialised, exceptions turned into error outputs, output checked) and writes
 the result back through the upstream accessors. Upstream then owns the DDS side: status samples,
 assembly (without timeouts), the RPC configuration service (``describe`` answered as on Cyclone).
+
+Which bus runs (:func:`choose_bus`): ``auto`` uses the bindings only when the module the node needs
+(``sustainml_py.nodes.CarbonFootprintNode``) imports, with the native libraries it loads
+(:func:`probe_upstream`); bindings that are installed but do not import (their C++ libraries not on the
+service's loader path, say) make ``auto`` fall back to Cyclone DDS, with a warning naming the import
+error. ``sustainml``, asked for explicitly, fails instead, with the import error and the fix.
 """
 
 from __future__ import annotations
@@ -17,24 +23,30 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 import structlog
 
+from carbon_node.bus.checks import check_output, fail_safely
 from carbon_node.bus.config_service import describe_responder
 from carbon_node.bus.cyclone import BusError
 from carbon_node.bus.fingerprint import inputs_fingerprint
 from carbon_node.bus.replay import decide, record
-from carbon_node.bus.runtime import NodeRuntime, RuntimeStats, check_output, fail_safely
+from carbon_node.bus.runtime import NodeRuntime, RuntimeStats
 from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
 from carbon_node.wire import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
 
 __all__ = [
     "Bus",
+    "BusChoice",
     "BusFactory",
     "BusKind",
+    "UpstreamProbe",
     "UpstreamRuntime",
+    "choose_bus",
     "make_bus",
+    "probe_upstream",
     "resolve_bus_kind",
     "upstream_available",
     "wire_from_accessors",
@@ -64,12 +76,72 @@ class Bus(Protocol):
     def stats(self) -> RuntimeStats: ...
 
 
-def upstream_available() -> bool:
-    """Whether the upstream ``sustainml_py`` bindings can be imported."""
+LOADER_PATH_FIX = (
+    "if their native libraries (libsustainml_cpp, Fast DDS) are installed, put their directory on the service's "
+    "loader path (Environment=LD_LIBRARY_PATH=... in the systemd unit: a shell profile does not reach it; or "
+    "ldconfig), or run with --bus cyclone"
+)
+"""What to do when the bindings are installed but do not import."""
+
+
+@dataclass(frozen=True)
+class UpstreamProbe:
+    """Whether the upstream bindings are installed and whether the node's module imports."""
+
+    installed: bool
+    error: str | None = None
+    """Why the node's module does not import (its native libraries, most often), or None."""
+
+    @property
+    def usable(self) -> bool:
+        return self.installed and self.error is None
+
+
+def probe_upstream() -> UpstreamProbe:
+    """Import the module the upstream bus uses (and through it the native libraries it loads)."""
     try:
-        return importlib.util.find_spec("sustainml_py") is not None
+        installed = importlib.util.find_spec("sustainml_py") is not None
     except (ImportError, ValueError):
-        return False
+        installed = False
+    if not installed:
+        return UpstreamProbe(False)
+    try:
+        importlib.import_module(UPSTREAM_MODULE)
+    except Exception as exc:  # ImportError, or OSError from a native library that is not on the loader path
+        return UpstreamProbe(True, f"{type(exc).__name__}: {exc}")
+    return UpstreamProbe(True)
+
+
+def upstream_available() -> bool:
+    """Whether the upstream bindings can run the node here (:func:`probe_upstream`)."""
+    return probe_upstream().usable
+
+
+@dataclass(frozen=True)
+class BusChoice:
+    """The bus a ``bus`` setting selects here, and why."""
+
+    kind: str
+    """``cyclone`` or ``sustainml`` (an unknown setting is kept as it is: :func:`make_bus` refuses it)."""
+    reason: str
+    fallback_error: str | None = None
+    """Set when ``auto`` fell back to Cyclone DDS from installed bindings that do not import."""
+
+
+def choose_bus(setting: str) -> BusChoice:
+    """The bus ``setting`` (``auto``, ``cyclone``, ``sustainml``) selects on this host (see the module docstring)."""
+    if setting != "auto":
+        return BusChoice(setting, f"bus {setting!r} is set")
+    probe = probe_upstream()
+    if probe.usable:
+        return BusChoice("sustainml", "bus auto: the upstream sustainml_py bindings import")
+    if probe.installed:
+        return BusChoice(
+            "cyclone",
+            f"bus auto: sustainml_py is installed but {UPSTREAM_MODULE} does not import ({probe.error}): Cyclone DDS instead",
+            probe.error,
+        )
+    return BusChoice("cyclone", "bus auto: the upstream sustainml_py bindings are not installed")
 
 
 class BusFactory(Protocol):
@@ -111,9 +183,7 @@ def _upstream_factory(
 
 def resolve_bus_kind(kind: str) -> str:
     """The bus ``kind`` names: ``auto`` is ``sustainml`` when the upstream bindings import, else ``cyclone``."""
-    if kind == "auto":
-        return "sustainml" if upstream_available() else "cyclone"
-    return kind
+    return choose_bus(kind).kind
 
 
 def make_bus(kind: str = "auto") -> BusFactory:
@@ -123,8 +193,11 @@ def make_bus(kind: str = "auto") -> BusFactory:
     """
     kind = resolve_bus_kind(kind)
     if kind == "sustainml":
-        if not upstream_available():
-            raise BusError("bus 'sustainml' needs the upstream sustainml_py bindings, which are not importable")
+        probe = probe_upstream()
+        if not probe.installed:
+            raise BusError("bus 'sustainml' needs the upstream sustainml_py bindings, which are not installed")
+        if probe.error is not None:
+            raise BusError(f"bus 'sustainml': {UPSTREAM_MODULE} does not import ({probe.error}); {LOADER_PATH_FIX}")
         return _upstream_factory
     if kind == "cyclone":
         return NodeRuntime

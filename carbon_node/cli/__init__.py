@@ -1,5 +1,5 @@
 """The ``carbon-node`` command line: ``run``, ``send-task``, ``estimate``, ``doctor``, ``health``, ``config``,
-``demo``, ``results``, ``report``.
+``demo``, ``make-model``, ``results``, ``report``.
 
 :mod:`.parser` declares the commands and their options, :mod:`.flags` turns settings into flags and
 loads them, :mod:`.commands` holds the bodies (``estimate``'s in :mod:`.estimate`). This package is the

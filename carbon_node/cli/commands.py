@@ -28,8 +28,10 @@ from carbon_node.cli.flags import (
     json_object,
     load_for,
     result_exit_code,
+    settings_flags,
 )
-from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name
+from carbon_node.cli.model_arg import model_argument
+from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name, load_settings
 
 if TYPE_CHECKING:
     from carbon_node.report.results import Query
@@ -52,9 +54,18 @@ def _task_id(text: str | None) -> Any:
 def _cmd_run(args: argparse.Namespace) -> int:
     loaded = load_for(args)
     configure_logs(loaded.settings)
+    from carbon_node.service.dirs import prepare_directories
+
+    prepare_directories(loaded.settings, loaded.sources)  # an unusable directory: one line, exit status 2
+    flags, config_file, environ = settings_flags(args), getattr(args, "config", None), dict(os.environ)
+
+    def reread() -> Settings:
+        """The configuration as at start (same flags, same environment), its file read anew (SIGHUP)."""
+        return load_settings(flags, config_file=config_file, environ=environ).settings
+
     from carbon_node.service.daemon import exit_process, run_daemon
 
-    exit_process(run_daemon(loaded.settings))  # a fast stop: see the daemon's module docstring
+    exit_process(run_daemon(loaded.settings, reread))  # a fast stop: see the daemon's module docstring
 
 
 def _cmd_send_task(args: argparse.Namespace) -> int:
@@ -62,11 +73,16 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
     configure_logs(loaded.settings)
     user_extra = json_object(args.user_extra, "--user-extra")
     ml_extra = json_object(args.ml_extra, "--ml-extra")
-    from carbon_node.bus.orchestrator import OrchestratorTimeout, format_result, send_task
+    if not args.discovery_timeout_s > 0:
+        raise SettingsError(f"--discovery-timeout-s must be > 0 seconds, got {args.discovery_timeout_s:g}")
+    model = model_argument(args.model)
+    if model.note:
+        print(f"{PROG} send-task: {model.note} (the node must see the same path)", file=sys.stderr)
+    from carbon_node.bus.orchestrator import NodeNotSeen, OrchestratorTimeout, format_result, send_task
 
     try:
         result = send_task(
-            model=args.model,
+            model=model.model,
             model_path=args.model_path,
             latency=args.latency,
             power=args.power,
@@ -76,12 +92,23 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
             timeout_s=args.timeout_s,
             task_id=_task_id(args.task_id),
             latency_unit=args.latency_unit,
+            discovery_timeout_s=args.discovery_timeout_s,
         )
+    except NodeNotSeen as exc:
+        print(f"{PROG}: {exc}: {NO_NODE_HINT}", file=sys.stderr)
+        return EXIT_NO_ANSWER
     except OrchestratorTimeout as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_NO_ANSWER
     print(format_result(result, args.json))
     return result_exit_code(str(result.extra_data.get("mode", "")))
+
+
+NO_NODE_HINT = (
+    "is `carbon-node run` (or an upstream carbon node) running with the same SUSTAINML_DOMAIN_ID, and can "
+    "multicast reach it? (README: Troubleshooting)"
+)
+"""What ``send-task`` suggests when no carbon node was discovered."""
 
 
 def _cmd_estimate(args: argparse.Namespace) -> int:
@@ -111,7 +138,7 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     configure_logs(loaded.settings)
     from carbon_node.service.doctor import format_report, run_checks
 
-    report = run_checks(loaded.settings, quick=args.quick)
+    report = run_checks(loaded.settings, quick=args.quick, sources=loaded.sources)
     print(format_report(report, as_json=args.json))
     return 0 if report.can_run else 1
 
@@ -169,6 +196,40 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from carbon_node.service.demo import run_demo
 
     return run_demo(loaded, timeout_s=args.timeout_s, as_json=args.json, out=sys.stdout)
+
+
+def _cmd_make_model(args: argparse.Namespace) -> int:
+    directory = Path(args.directory).expanduser()
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise SettingsError(f"{directory} exists and is not an empty directory: choose a new one")
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("transformers") is None:
+        raise CarbonNodeError("make-model needs torch and transformers: pip install torch==2.13.0 'carbon-node[measure]'")
+    from transformers.utils import logging as transformers_logging
+
+    from carbon_node.measure import full_size, tiny
+
+    transformers_logging.disable_progress_bar()  # "Writing model shards" on stderr says nothing here
+
+    builders = {
+        "text": tiny.build_tiny_text_model,
+        "image": tiny.build_tiny_image_model,
+        "video": tiny.build_tiny_video_model,
+        "multimodal": tiny.build_tiny_multimodal_model,
+        "seq2seq": tiny.build_tiny_seq2seq_model,
+    }
+    try:
+        if args.kind in builders:
+            builders[args.kind](directory, weights=True)
+        else:
+            full_size.build_full_size_model(directory, args.kind)
+    except OSError as exc:
+        raise CarbonNodeError(f"cannot write the model to {directory}: {exc.strerror or exc}") from None
+    size_mib = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file()) / 2**20
+    absolute = directory.resolve()
+    print(f"wrote a {args.kind} model to {absolute} ({size_mib:.1f} MiB, weights included); try it with:")
+    print(f"  carbon-node estimate {absolute}")
+    print(f"  carbon-node send-task --model {absolute} --latency 50 --latency-unit ms   # to a running node")
+    return 0
 
 
 def _journal_query(args: argparse.Namespace, limit: int | None = None) -> tuple[Path, Query]:
@@ -236,6 +297,7 @@ COMMANDS = {
     "health": _cmd_health,
     "config": _cmd_config,
     "demo": _cmd_demo,
+    "make-model": _cmd_make_model,
     "results": _cmd_results,
     "report": _cmd_report,
 }

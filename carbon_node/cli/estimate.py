@@ -13,7 +13,6 @@ checks the model string before it starts a worker.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import tempfile
 import textwrap
@@ -22,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from carbon_node.cli.model_arg import model_argument
 from carbon_node.core import NO_MODEL, TaskOutput, make_inputs
 from carbon_node.engine.engine import Engine
 from carbon_node.engine.paths import Mode, failed
@@ -46,18 +46,15 @@ SCALING_LABELS = {
 
 
 def check_model_argument(model: str, allowed_dirs: Sequence[str] = ()) -> str:
-    """The model as the worker expects it: a relative directory that exists here becomes absolute.
+    """The model as the worker expects it: a directory that exists here becomes absolute
+    (:func:`~carbon_node.cli.model_arg.model_argument`, the rule ``send-task`` follows too).
 
     Raises :class:`SettingsError` (exit status 2, before any worker starts) for a model string the
     worker would refuse, a local directory that does not exist, or one outside ``allowed_dirs``.
     """
     if model == NO_MODEL:
         return model
-    path = Path(model).expanduser()
-    if not path.is_absolute() and path.is_dir():
-        model = os.path.abspath(path)
-    elif model.startswith(("./", "../", "~")) or model in (".", ".."):
-        raise SettingsError(f"model directory {model!r} does not exist (relative to {os.getcwd()})")
+    model = model_argument(model).model
     try:
         validate_model_string(model)
         if model.startswith("/"):

@@ -22,7 +22,11 @@ from carbon_node.cli.flags import (
     add_settings_flags,
 )
 
-__all__ = ["build_parser"]
+__all__ = ["MODEL_KINDS", "build_parser"]
+
+MODEL_KINDS = ("text", "image", "video", "multimodal", "seq2seq", "bert-base", "gpt2", "vit-base")
+"""What ``make-model`` writes: the tiny models of :mod:`carbon_node.measure.tiny` and the real-size ones of
+:mod:`carbon_node.measure.full_size`."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=RESULT_EXIT_CODES,
     )
-    send.add_argument("--model", required=True, help="model: a Hugging Face id, a local model directory, or NO_MODEL")
+    send.add_argument(
+        "--model",
+        required=True,
+        help="model: a directory that exists here (relative or absolute: sent as its absolute path), NO_MODEL, "
+        "or anything else as given (a Hugging Face id, or an absolute path on the node's host)",
+    )
     send.add_argument("--model-path", default="", help="MLModel.model_path, e.g. an .onnx file (selects the HW-only path)")
     send.add_argument(
         "--latency",
@@ -75,11 +84,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="unit of --latency: send-task asks the node which unit it reads (describe) and converts; "
         "a node that does not describe itself (upstream) is taken to read hours",
     )
-    send.add_argument("--power", type=float, default=0.0, help="HWResource.power_consumption in W")
+    send.add_argument(
+        "--power",
+        type=float,
+        default=0.0,
+        help="HWResource.power_consumption in W: the node uses it on the ONNX path (--model-path *.onnx); "
+        "a model it measures gets its energy from the window (measurement_notes says the power was not used)",
+    )
     send.add_argument("--user-extra", default="{}", metavar="JSON", help="UserInput.extra_data as a JSON object")
     send.add_argument("--ml-extra", default="{}", metavar="JSON", help="MLModel.extra_data as a JSON object")
     send.add_argument("--task-id", default=None, metavar="P.I", help="task id problem.iteration (default: a fresh one)")
     send.add_argument("--timeout-s", "--timeout", type=float, default=120.0, help="seconds to wait for the result (default 120)")
+    send.add_argument(
+        "--discovery-timeout-s",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="seconds to wait for a carbon node to be discovered (its status) before giving up with exit status 3 (default 10)",
+    )
     send.add_argument("--json", action="store_true", help="print the result as JSON")
     add_settings_flags(send, SEND_TASK_FIELDS)
 
@@ -173,6 +195,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout-s", type=float, default=180.0, help="seconds to wait for the result (default 180)")
     demo.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     add_settings_flags(demo, ("domain_id", "window_s", "sim_cpu_tdp_w", *LOG_FIELDS))
+    make_model = commands.add_parser(
+        "make-model",
+        help="write a model directory to try the node offline (weights included; no model hub)",
+        description=(
+            "Write a Hugging Face model directory built locally, with its weights, to try the node without a model "
+            "hub: a tiny model (a few thousand parameters, with its tokenizer or image processor) or a real-size "
+            "one from transformers' default configuration (random weights, measured on a synthetic input). "
+            "Needs the measure extra (torch, transformers)."
+        ),
+    )
+    make_model.add_argument("directory", metavar="DIR", help="the directory to write (created; must be empty if it exists)")
+    make_model.add_argument(
+        "--kind",
+        default="text",
+        choices=MODEL_KINDS,
+        help="text: tiny BERT with a tokenizer (default); image: tiny ViT; video: tiny VideoMAE; multimodal: tiny "
+        "CLIP; seq2seq: tiny T5; bert-base (110M parameters, 420 MiB), gpt2 (124M, 475 MiB), vit-base (86M, 330 MiB)",
+    )
     _add_results_commands(commands)
     return parser
 

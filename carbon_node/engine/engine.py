@@ -56,6 +56,7 @@ class Engine:
     ) -> None:
         self.config = config
         self.measurer = measurer
+        self._default_intensity = intensity is None
         if intensity is None:
             intensity = default_intensity_source(
                 config.grid_ci_g_per_kwh,
@@ -122,6 +123,21 @@ class Engine:
     def fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
         """The error output of a task that cannot be computed. Never raises."""
         return error_output(inputs, message, latency_unit=self.config.latency_unit, units=dict(UNITS))
+
+    def reconfigure(self, config: EngineConfig) -> None:
+        """Use ``config`` from the next task on (a reloaded configuration). The intensity chain is rebuilt
+        when a grid setting changed, unless it was injected; a task already running finishes as it began."""
+        grid = ("grid_ci_g_per_kwh", "live_intensity", "live_intensity_timeout_s", "electricitymaps_api_key")
+        if self._default_intensity and any(getattr(config, f) != getattr(self.config, f) for f in grid):
+            self.intensity = default_intensity_source(
+                config.grid_ci_g_per_kwh,
+                live_intensity=config.live_intensity,
+                live_intensity_timeout_s=config.live_intensity_timeout_s,
+                electricitymaps_api_key=config.electricitymaps_api_key,
+            )
+            self._onnx_lane = Lane.FAST if getattr(self.intensity, "may_block", True) else Lane.INLINE
+            self.warm_up()
+        self.config = config
 
     def warm_up(self) -> None:
         """Start loading what lookups will need (the place resolver's data) in the background; the

@@ -176,7 +176,13 @@ def measured_extra_data(task: Task, intensity: Intensity, measurement: Measureme
             "model_identity": measurement.model_identity,
         }
     )
-    if measurement.notes:
-        data["measurement_notes"] = list(measurement.notes)
+    notes = list(measurement.notes)
+    if task.power_w > 0 and not scaled.hw_fallback:
+        notes.append(
+            f"HWResource.power_consumption ({task.power_w:g} W) is not used: the energy was measured on this host"
+            " (the HW power is used on the ONNX path, and when a window measures nothing)"
+        )
+    if notes:
+        data["measurement_notes"] = notes
     data.update(_tail(task, intensity))
     return data

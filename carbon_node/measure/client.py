@@ -49,7 +49,8 @@ from carbon_node.measure.protocol import (
     ModelRejected,
     WorkerCrashed,
 )
-from carbon_node.measure.worker import Ready, Reply, WorkerConfig, worker_main
+from carbon_node.measure.worker import worker_main
+from carbon_node.measure.worker_pipe import Ready, Reply, WorkerConfig
 
 __all__ = ["WorkerMeasurer"]
 
@@ -201,6 +202,7 @@ class WorkerMeasurer:
         self._closed = False
         self._unavailable: str | None = None
         self._request_id = 0
+        self._resize_pending = False  # the worker's model cache bounds changed: tell it before the next request
         self._results: OrderedDict[MeasureSpec, tuple[Measurement, float]] = OrderedDict()
         self._hub_cache: str | None = None  # the worker's hub cache directory, from its Ready
         self.worker_restarts = 0
@@ -294,6 +296,27 @@ class WorkerMeasurer:
 
     # -- measuring -------------------------------------------------------------------------------
 
+    def reconfigure(
+        self,
+        *,
+        task_timeout_s: float,
+        measure_cache_ttl_s: float,
+        model_cache_max_models: int,
+        model_cache_max_mb: float,
+    ) -> None:
+        """Apply a reloaded configuration: the time limit and the measurement cache's lifetime from the next
+        measurement on (a shorter lifetime drops older answers), the worker's model cache bounds before its
+        next request (a replacement worker starts with them). Never waits for a running measurement."""
+        self.task_timeout_s = task_timeout_s
+        self.measure_cache_ttl_s = measure_cache_ttl_s
+        bounds = (model_cache_max_models, model_cache_max_mb)
+        with self._state:
+            if bounds != (self._config.model_cache_max_models, self._config.model_cache_max_mb):
+                self._config = dataclasses.replace(
+                    self._config, model_cache_max_models=model_cache_max_models, model_cache_max_mb=model_cache_max_mb
+                )
+                self._resize_pending = True
+
     def measure(self, spec: MeasureSpec) -> Measurement:
         """Measure ``spec`` in the worker, or answer from the measurement cache (see the module docstring)."""
         with self._lock:
@@ -310,6 +333,10 @@ class WorkerMeasurer:
                 if worker is None:  # the worker that just exited said why it cannot measure
                     raise MeasureError(self._unavailable or "measurement unavailable")
                 self._busy, self._aborted = True, False
+                if self._resize_pending:
+                    self._resize_pending = False
+                    with contextlib.suppress(OSError, ValueError):  # a dead worker is replaced by _ask
+                        worker.conn.send(("configure", self._config.model_cache_max_models, self._config.model_cache_max_mb))
             try:
                 reply = self._ask(worker, spec)
             finally:

@@ -8,7 +8,7 @@ cache and the client's measurement cache therefore key on :func:`model_identity`
   modification times (nanoseconds), plus the bytes of ``config.json``. One ``scandir`` and a stat per
   file, one small read: cheap enough for every task (weights are never read, never hashed).
 - a hub id: ``rev:`` and the commit of the snapshot the worker loads, which offline (and first, when
-  online: see :func:`carbon_node.measure.models.resolve_model_source`) is the cached ``refs/main``.
+  online: see :func:`carbon_node.measure.model_sources.resolve_model_source`) is the cached ``refs/main``.
 
 Both the worker (which knows the directory it loaded) and the client (which must decide before asking
 the worker whether a remembered measurement still applies) compute it with these functions, so the

@@ -1,6 +1,6 @@
 """What a model string may be, checked without torch: a Hugging Face id or an absolute directory.
 
-The measurement worker refuses anything else before touching the filesystem (:mod:`.models` uses
+The measurement worker refuses anything else before touching the filesystem (:mod:`.model_sources` uses
 these checks); ``carbon-node estimate`` runs the same checks before it starts a worker, so that a
 refused model fails in milliseconds instead of after the worker's warm-up.
 """

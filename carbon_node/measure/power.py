@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,14 +130,49 @@ def tdp_table_watts() -> tuple[str, float]:
         return _tdp_table_lookup()
 
 
+def tdp_table_match() -> str | None:
+    """The entry of carbontracker's CPU table that matched this CPU, or None when none did (carbontracker
+    then uses its table's average TDP). Shares :func:`tdp_table_watts`'s one lookup."""
+    with _TDP_TABLE_LOCK:
+        return _tdp_table_matched()
+
+
+def _matched_entry(brand: str, table: dict[str, float]) -> str | None:
+    """The table entry carbontracker 2.4's ``GenericCPU.find_matching_tdp`` takes for ``brand``: the brand
+    itself, else the first entry containing the brand without its ``@ frequency``; None if neither."""
+    if brand in table:
+        return brand
+    base = brand.split("@")[0].strip()
+    return next((name for name in table if base and base in name), None)
+
+
 @functools.cache
 def _tdp_table_lookup() -> tuple[str, float]:
+    return _tdp_table_probe()[:2]
+
+
+@functools.cache
+def _tdp_table_matched() -> str | None:
+    return _tdp_table_probe()[2]
+
+
+@functools.cache
+def _tdp_table_probe() -> tuple[str, float, str | None]:
     from carbontracker.components.cpu.generic import GenericCPU
 
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        cpu = GenericCPU(pids=[], devices_by_pid=False)
-        cpu.init()  # sets cpu.tdp to the matched (or average) TDP at 50 % utilisation
-    return cpu.cpu_brand or "Unknown CPU", float(cpu.tdp or 0.0) * 2.0
+    # carbontracker reports the match (or its fallback) as a warning on its own logger, which reaches the
+    # node's log or the terminal as a stray line: this lookup says it in the plan's notes instead.
+    err_logger = logging.getLogger("carbontracker.root.err")
+    handlers, propagate = err_logger.handlers, err_logger.propagate
+    err_logger.handlers, err_logger.propagate = [logging.NullHandler()], False
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            cpu = GenericCPU(pids=[], devices_by_pid=False)
+            cpu.init()  # sets cpu.tdp to the matched (or average) TDP at 50 % utilisation
+            matched = _matched_entry(cpu.cpu_brand or "", cpu.cpu_power_data)
+    finally:
+        err_logger.handlers, err_logger.propagate = handlers, propagate
+    return cpu.cpu_brand or "Unknown CPU", float(cpu.tdp or 0.0) * 2.0, matched
 
 
 def plan_power(
@@ -147,11 +183,14 @@ def plan_power(
     powercap_root: Path = POWERCAP_ROOT,
     nvml_probe: Callable[[], bool] = nvml_available,
     tdp_table: Callable[[], tuple[str, float]] = tdp_table_watts,
+    tdp_match: Callable[[], str | None] | None = None,
 ) -> PowerPlan:
     """Decide the power source of a window (see the module docstring).
 
     ``sim_cpu_tdp_w`` (W) with ``sim_cpu_util`` (0-1, default 1.0) simulates a CPU drawing
     ``sim_cpu_tdp_w x sim_cpu_util`` watts; ``uses_cuda`` says whether the model runs on a CUDA GPU.
+    ``tdp_match`` (e.g. :func:`tdp_table_match`), when given, lets the notes say that the CPU is not in
+    the table (its average TDP is used).
     """
     gpu_source: Literal["nvml"] | None = "nvml" if uses_cuda and nvml_probe() else None
     notes: list[str] = []
@@ -173,6 +212,11 @@ def plan_power(
     # carbontracker would use RAPL and read zeros, or GenericCPU and pay cpuinfo: hand it the estimate.
     name, tdp_w = tdp_table()
     kwargs = {"sim_cpu": name, "sim_cpu_tdp": tdp_w, "sim_cpu_util": 0.5}
+    if tdp_match is not None and tdp_match() is None:
+        notes.append(
+            f"carbontracker's CPU table has no entry for {name!r}: its fallback, the table's average"
+            f" ({tdp_w / 2:.4g} W drawn), is used"
+        )
     if rapl_present(powercap_root):
         notes.append(
             f"RAPL counters are not readable ({_rapl_problem(powercap_root)}): "

@@ -8,8 +8,11 @@ timeout) -> one ``SELECT`` of the columns that every journal has (extra columns 
 Reading never disturbs a running node: the node keeps its journal in WAL mode, where readers do not
 block the writer nor wait for it, and this reader takes one snapshot with one statement. A journal in
 another mode (a file not written by the node) is read the same way; one short statement holds its
-shared lock. SQLite needs the WAL's ``-wal`` and ``-shm`` files to read a WAL-mode file, even read-only:
-where they are absent (the node stopped) it creates them, empty, beside the journal, and leaves them.
+shared lock. Reading leaves the directory as it found it: SQLite needs the WAL's ``-wal`` and ``-shm``
+files to read a WAL-mode file, and creates them (empty) beside it where they are absent, even
+read-only. They are absent when no node has the journal open (a node that closes it removes them);
+then nothing can change the file, and it is read ``immutable`` (no lock, no ``-shm``). Should a node
+open the journal during that read, its ``-wal`` appears, and the read is made again through the WAL.
 A missing or unreadable file raises :class:`JournalReadError` with one line that says which file and why.
 
 The published doubles of answers without figures (``no_model``, ``error``) are zeros on the wire; here
@@ -221,13 +224,24 @@ def read_answers(path: Path, query: Query | None = None) -> list[Answer]:
         raise JournalReadError(f"no journal at {path} (the node creates it in its state_dir; --journal PATH reads another file)")
     if not path.is_file():
         raise JournalReadError(f"{path} is not a file (give the journal file, {JOURNAL_FILE}, with --journal)")
-    uri = path.absolute().as_uri() + "?mode=ro"
+    query = query or Query()
+    wal = path.with_name(path.name + "-wal")
+    unopened = not wal.exists()
+    answers = _select(path, query, immutable=unopened)
+    if unopened and wal.exists():  # a node opened the journal while it was read: read through its WAL
+        answers = _select(path, query, immutable=False)
+    return answers
+
+
+def _select(path: Path, query: Query, *, immutable: bool) -> list[Answer]:
+    """One read-only ``SELECT`` of ``query`` (see :func:`read_answers`); ``immutable`` when no node has the
+    file open, so that SQLite creates no ``-wal``/``-shm`` beside it."""
+    uri = path.absolute().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
         raise JournalReadError(f"cannot open the journal {path}: {exc}") from None
     try:
-        query = query or Query()
         sql_limit = query.limit if query.limit is not None and query.model is None and query.mode is None else -1
         since_s = query.since_s if query.since_s is not None else -math.inf
         # Rows are decoded as they come (one raw row in memory at a time, not 100 000): the statement's

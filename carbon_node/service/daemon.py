@@ -11,6 +11,10 @@ Start-up, in this order (so that NODE_IDLE is published well within 1.5 s of pro
 
 This process itself never imports torch, transformers or carbontracker: it only speaks DDS.
 
+Reload (SIGHUP, ``systemctl reload``): the configuration is read again by the main loop, never in the
+signal handler, and what can change without a restart is applied (:mod:`carbon_node.service.reload`);
+no task is lost or answered twice, since no part is rebuilt.
+
 Shutdown (SIGTERM or SIGINT): stop accepting tasks, let the running measurement finish or abort it
 after ``shutdown_timeout_s``, answer every accepted task (an error output when aborted), publish
 NODE_TERMINATING, exit 0. The first signal restores the default handlers, so a second signal ends the
@@ -47,6 +51,7 @@ from carbon_node.service.systemd import Notifier
 if TYPE_CHECKING:
     from carbon_node.core import Journal, TaskOutput
     from carbon_node.service.metrics import NodeMetrics
+    from carbon_node.service.reload import ReloadPlan
 
 __all__ = ["Daemon", "exit_process", "run_daemon"]
 
@@ -96,10 +101,16 @@ class Daemon:
     ``notifier`` defaults to the one described by the environment (``$NOTIFY_SOCKET``).
     """
 
-    def __init__(self, settings: Settings, *, notifier: Notifier | None = None) -> None:
+    def __init__(
+        self, settings: Settings, *, notifier: Notifier | None = None, reread: Callable[[], Settings] | None = None
+    ) -> None:
         self.settings = settings
         self.notifier = Notifier() if notifier is None else notifier
+        self._reread = reread
+        """Reads the configuration again as at start (same flags and environment); None: reload is off."""
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a stop or a reload was requested
+        self._reload_wanted = False
         self._stop_reason = ""
         self.measurer: Any = None
         self.engine: Any = None
@@ -136,9 +147,12 @@ class Daemon:
 
         self.engine = Engine(engine_config(s), ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
         self.journal = self._open_journal()
-        from carbon_node.bus.upstream import make_bus, resolve_bus_kind
+        from carbon_node.bus.upstream import LOADER_PATH_FIX, choose_bus, make_bus
 
-        self.bus_kind = resolve_bus_kind(s.bus)
+        choice = choose_bus(s.bus)
+        if choice.fallback_error is not None:
+            log.warning("bus.auto_fallback", bus="cyclone", error=choice.fallback_error, hint=LOADER_PATH_FIX)
+        self.bus_kind = choice.kind
         runtime_factory: Callable[..., Any] = make_bus(self.bus_kind)
         self.heartbeat.start()
         self.runtime = runtime_factory(
@@ -191,6 +205,65 @@ class Daemon:
         if not self._stop.is_set():
             self._stop_reason = reason
             self._stop.set()
+            self._wake.set()
+
+    def request_reload(self) -> None:
+        """Ask the main loop to read the configuration again (safe from a signal handler)."""
+        self._reload_wanted = True
+        self._wake.set()
+
+    def reload(self) -> ReloadPlan | None:
+        """Read the configuration again and apply what can change without a restart (see
+        :mod:`carbon_node.service.reload`); None when it could not be read (nothing changes then)."""
+        from carbon_node.service.reload import plan_reload
+
+        self.notifier.reloading(status="reloading the configuration")
+        try:
+            if self._reread is None:
+                raise CarbonNodeError("this node was started without a configuration to read again")
+            reread = self._reread()
+        except CarbonNodeError as exc:
+            log.error("reload.failed", error=str(exc), consequence="the running settings stay as they were")
+            self.notifier.ready(status=f"idle on DDS domain {self.settings.domain_id}")
+            return None
+        plan = plan_reload(self.settings, reread)
+        self._apply(plan)
+        self.settings = plan.settings
+        log.info(
+            "reload.done",
+            applied={name: new for name, (_, new) in plan.applied.items()},
+            restart_needed=sorted(plan.restart_needed),
+            **({"hint": "restart the node for these: systemctl restart carbon-node"} if plan.restart_needed else {}),
+        )
+        self.notifier.ready(status=f"idle on DDS domain {self.settings.domain_id}")
+        return plan
+
+    def _apply(self, plan: ReloadPlan) -> None:
+        """Hand each part its changed settings (only the parts whose settings changed)."""
+        s, changed = plan.settings, set(plan.applied)
+        if changed & {"log_level", "log_format"}:
+            from carbon_node.service.logs import configure_logging
+
+            configure_logging(s.log_format, s.log_level)
+        from carbon_node.engine.config import EngineConfig
+        from carbon_node.service.wiring import engine_config
+
+        if self.engine is not None and changed & set(EngineConfig.__dataclass_fields__):
+            self.engine.reconfigure(engine_config(s))
+        worker = {"task_timeout_s", "measure_cache_ttl_s", "model_cache_max_models", "model_cache_max_mb"}
+        if self.measurer is not None and changed & worker:
+            self.measurer.reconfigure(
+                task_timeout_s=s.task_timeout_s,
+                measure_cache_ttl_s=s.measure_cache_ttl_s,
+                model_cache_max_models=s.model_cache_max_models,
+                model_cache_max_mb=s.model_cache_max_mb,
+            )
+        reconfigure_journal = getattr(self.journal, "reconfigure", None)
+        if callable(reconfigure_journal) and changed & {"journal_max_tasks", "journal_retention_s"}:
+            reconfigure_journal(max_tasks=s.journal_max_tasks, retention_s=s.journal_retention_s)
+        reconfigure_runtime = getattr(self.runtime, "reconfigure", None)
+        if callable(reconfigure_runtime) and changed & {"input_timeout_s", "max_pending_tasks"}:
+            reconfigure_runtime(input_timeout_s=s.input_timeout_s, max_pending=s.max_pending_tasks)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT request a graceful stop; the first one re-arms the default action for the next."""
@@ -210,6 +283,8 @@ class Daemon:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        # SIGHUP (systemctl reload, a closed terminal): read the configuration again, in the main loop.
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: self.request_reload())
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Run the main loop until a stop is requested (True) or ``timeout_s`` passes (False).
@@ -220,8 +295,13 @@ class Daemon:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
             wait_s = tick_s if deadline is None else max(0.0, min(tick_s, deadline - time.monotonic()))
-            if self._stop.wait(wait_s):
+            self._wake.wait(wait_s)
+            self._wake.clear()
+            if self._stop.is_set():
                 return True
+            if self._reload_wanted:
+                self._reload_wanted = False
+                self.reload()
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             self.notifier.watchdog()
@@ -256,29 +336,39 @@ class Daemon:
         return clean
 
 
-def run_daemon(settings: Settings) -> int:
-    """Run the node until SIGTERM/SIGINT; the process exit status (0 after a graceful stop)."""
-    daemon = Daemon(settings)
+def run_daemon(settings: Settings, reread: Callable[[], Settings] | None = None) -> int:
+    """Run the node until SIGTERM/SIGINT; the process exit status (0 after a graceful stop). ``reread``
+    reads the configuration again for a reload (SIGHUP); without it a reload changes nothing."""
+    daemon = Daemon(settings, reread=reread)
     daemon.install_signal_handlers()
     try:
         daemon.start()
     except CarbonNodeError as exc:
         log.error("node.start_failed", error=str(exc))
-        daemon.shutdown()
+        _clean_up_failed_start(daemon)
         return 1
     except OSError as exc:
         log.error("node.start_failed", error=f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-        daemon.shutdown()
+        _clean_up_failed_start(daemon)
         return 1
     except Exception:
         log.exception("node.start_failed")
-        daemon.shutdown()
+        _clean_up_failed_start(daemon)
         return 1
     try:
         daemon.wait()
     finally:
         daemon.shutdown()
     return 0
+
+
+def _clean_up_failed_start(daemon: Daemon) -> None:
+    """Release what a failed start had built; a second failure is one log line, never a traceback that
+    buries the first one."""
+    try:
+        daemon.shutdown()
+    except Exception as exc:
+        log.warning("node.cleanup_failed", error=f"{type(exc).__name__}: {exc}")
 
 
 def exit_process(status: int) -> NoReturn:

@@ -14,14 +14,14 @@ import importlib.util
 import json
 import os
 import socket
-import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from carbon_node.service.settings import Settings
 
-__all__ = ["Check", "Report", "format_report", "network_interfaces", "probe_rapl", "run_checks", "writable_dir"]
+__all__ = ["Check", "Report", "format_report", "network_interfaces", "probe_rapl", "run_checks"]
 
 CheckStatus = Literal["ok", "warn", "fail"]
 
@@ -131,10 +131,13 @@ def probe_carbontracker_components(settings: Settings) -> tuple[CheckStatus, str
 def _power_plan(settings: Settings) -> tuple[CheckStatus, str]:
     """How a measurement window would get its energy here (the worker's own decision)."""
     try:
-        from carbon_node.measure.power import plan_power
+        from carbon_node.measure.power import plan_power, tdp_table_match
 
         plan = plan_power(
-            sim_cpu_tdp_w=settings.sim_cpu_tdp_w, sim_cpu_util=settings.sim_cpu_util, uses_cuda=settings.device == "cuda"
+            sim_cpu_tdp_w=settings.sim_cpu_tdp_w,
+            sim_cpu_util=settings.sim_cpu_util,
+            uses_cuda=settings.device == "cuda",
+            tdp_match=tdp_table_match,
         )
     except Exception as exc:  # carbontracker missing or failing: the worker would fail the same way
         return "warn", f"cannot plan the power source: {exc}"
@@ -153,17 +156,6 @@ def network_interfaces(sys_root: Path = Path("/sys")) -> list[dict[str, Any]]:
             continue
         result.append({"name": entry.name, "up": bool(flags & _IFF_UP), "multicast": bool(flags & _IFF_MULTICAST)})
     return result
-
-
-def writable_dir(path: Path) -> tuple[bool, str]:
-    """Whether ``path`` exists (or can be created) and a file can be written in it."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-", delete=True) as handle:
-            handle.write(b"ok")
-    except OSError as exc:
-        return False, f"{path}: {exc.strerror or exc}"
-    return True, str(path)
 
 
 def _check_node(report: Report, settings: Settings, quick: bool) -> None:
@@ -277,31 +269,47 @@ def _check_dds(report: Report, settings: Settings, sys_root: Path) -> None:
 
 
 def _check_upstream(report: Report, settings: Settings) -> None:
-    found = importlib.util.find_spec("sustainml_py") is not None
-    if found:
-        report.add("upstream", "sustainml_py", "ok", "importable: --bus auto uses the upstream bindings")
-    elif settings.bus == "sustainml":
-        report.add("upstream", "sustainml_py", "fail", "not importable, but --bus sustainml requires it")
+    """Which bus ``carbon-node run`` will use, and why: the probe ``run`` makes (it imports the bindings'
+    node module and, through it, their native libraries)."""
+    from carbon_node.bus.upstream import LOADER_PATH_FIX, choose_bus, probe_upstream
+
+    probe = probe_upstream()
+    choice = choose_bus(settings.bus)
+    if settings.bus == "sustainml" and not probe.usable:
+        why = "not installed" if not probe.installed else f"installed but does not import ({probe.error}); {LOADER_PATH_FIX}"
+        report.add("upstream", "sustainml_py", "fail", f"bus sustainml is set, but the bindings are {why}")
+    elif choice.fallback_error is not None:
+        report.add("upstream", "sustainml_py", "warn", f"run uses cyclone: {choice.reason}; {LOADER_PATH_FIX}")
     else:
-        report.add("upstream", "sustainml_py", "ok", "not importable: the node uses Cyclone DDS (wire-compatible)")
+        report.add("upstream", "sustainml_py", "ok", f"run uses {choice.kind}: {choice.reason}")
 
 
-def _check_dirs(report: Report, settings: Settings) -> None:
-    ok, detail = writable_dir(settings.state_dir)
-    report.add("dirs", "state_dir", "ok" if ok else "fail", detail if ok else f"not writable: {detail}")
-    ok, detail = writable_dir(settings.cache_dir)
-    report.add("dirs", "cache_dir", "ok" if ok else "warn", detail if ok else f"not writable (models are not cached): {detail}")
+def _check_dirs(report: Report, settings: Settings, sources: Mapping[str, str]) -> None:
+    """The check ``carbon-node run`` makes before it starts (:func:`~carbon_node.service.dirs.directory_problem`),
+    without creating anything: a directory it cannot use stops the node."""
+    from carbon_node.service.dirs import DIRECTORY_SETTINGS, directory_problem
+
+    for name in DIRECTORY_SETTINGS:
+        path = Path(getattr(settings, name))
+        problem = directory_problem(path, explicit=sources.get(name, "default") != "default")
+        if problem is None:
+            report.add("dirs", name, "ok", str(path) if path.exists() else f"{path} (created at start)")
+        else:
+            report.add("dirs", name, "fail", f"{problem}: `carbon-node run` stops with exit status 2")
 
 
-def run_checks(settings: Settings, *, quick: bool = False, sys_root: Path = Path("/sys")) -> Report:
-    """Run every check; ``quick`` skips those that import heavy libraries (health checks)."""
+def run_checks(
+    settings: Settings, *, quick: bool = False, sys_root: Path = Path("/sys"), sources: Mapping[str, str] | None = None
+) -> Report:
+    """Run every check; ``quick`` skips those that import heavy libraries (health checks). ``sources``
+    says where each setting came from (``LoadedSettings.sources``; None: all defaults)."""
     report = Report()
     _check_node(report, settings, quick)
     _check_power(report, settings, quick, sys_root)
     _check_intensity(report, settings, quick)
     _check_dds(report, settings, sys_root)
     _check_upstream(report, settings)
-    _check_dirs(report, settings)
+    _check_dirs(report, settings, sources or {})
     return report
 
 

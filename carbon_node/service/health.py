@@ -74,8 +74,12 @@ class Heartbeat:
             self._lock.release()
 
     def remove(self) -> None:
-        """Delete the file (graceful stop): a health check then says the node is not running."""
-        self.path.unlink(missing_ok=True)
+        """Delete the file (graceful stop): a health check then says the node is not running. Never raises
+        (a state directory that turned read-only keeps a stale heartbeat, which reads as not running)."""
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("heartbeat_not_removed", path=str(self.path), error=exc.strerror or str(exc))
 
 
 @dataclass(frozen=True)

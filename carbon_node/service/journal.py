@@ -30,9 +30,15 @@ Properties the node relies on:
   graceful stop (SIGTERM, ``close``) loses nothing.
 - Retention is bounded by count (``max_tasks``) and age (``retention_s``), pruned on every commit through
   two index range deletes, so a commit costs O(log n) per row plus the rows it removes.
-- The journal never raises and never stops the node: when the file is corrupt or cannot be written,
-  the problem is logged once and the journal turns itself off (``lookup`` answers None, ``record`` does
-  nothing, queued rows are dropped). Tasks are then answered by measuring, as on a node without a journal.
+- The journal never raises and never stops the node. A write that fails for a reason that passes (the
+  disk is full, an I/O error, the file is locked by another process) *suspends* it
+  (:mod:`carbon_node.service.journal_suspension`): the rows stay queued in memory (``lookup`` still
+  answers them, and the rows already in the file), the commit is retried with a backoff, and the first
+  commit that succeeds writes everything still queued (``journal_suspended``, then ``journal_resumed``
+  in the log; ``journal_gap`` names the task ids of rows the bounded backlog could not keep). A file
+  that is corrupt, or cannot be opened, turns the journal off for good (``journal_disabled``:
+  ``lookup`` answers None, ``record`` does nothing, queued rows are dropped); tasks are then answered
+  by measuring, as on a node without one.
 - ``lookup`` runs for every new task, on the bus thread, so it stays off SQLite when it can: an
   in-memory set of the hashes of the task ids in the file or queued (loaded at open, about 70 bytes per
   row; rebuilt once it holds a quarter more than ``max_tasks``, to forget pruned rows) answers "never
@@ -43,13 +49,11 @@ Properties the node relies on:
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import math
 import sqlite3
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +69,8 @@ from carbon_node.service.journal_schema import (
     answered_from_row,
     create_or_migrate,
 )
+from carbon_node.service.journal_suspension import MAX_BACKLOG_ROWS, Suspension, transient
+from carbon_node.service.journal_writer import start_writer
 
 __all__ = ["MEASURED_COMMIT_TIMEOUT_S", "SqliteJournal"]
 
@@ -133,6 +139,7 @@ class SqliteJournal:
         self._flush_wanted = False
         self._stopping = False
         self._last_commit_s = -math.inf  # time.monotonic() at the end of the last commit
+        self._suspension = Suspension()  # guarded by _queue
         self._writer: threading.Thread | None = None
         with self._lock:
             self._open()
@@ -148,6 +155,46 @@ class SqliteJournal:
     def disabled_reason(self) -> str | None:
         """Why the journal is off (one line), or None while it works."""
         return self._disabled_reason
+
+    @property
+    def suspended_reason(self) -> str | None:
+        """Why the journal's writes are suspended and retried (one line), or None while they succeed."""
+        return self._suspension.reason
+
+    def _suspend(self, batch: dict[Key, Row], upto: int, exc: BaseException) -> None:
+        """Keep ``batch`` queued after a transient write failure; the caller holds ``_lock``. Waiters of
+        :meth:`flush` are released: the rows are kept, in memory."""
+        with self._queue:
+            first = self._suspension.failed(exc, time.monotonic())
+            restored = {key: row for key, row in batch.items() if key not in self._pending}  # newer answers win
+            self._pending = {**restored, **self._pending}
+            for key, row in batch.items():
+                if self._writing.get(key) is row:
+                    del self._writing[key]
+            self._committed = max(self._committed, upto)
+            queued = len(self._pending)
+            self._queue.notify_all()
+        if first:
+            log.warning(
+                "journal_suspended",
+                path=str(self.path),
+                error=self._suspension.reason,
+                queued=queued,
+                consequence="answers are kept in memory and written once the file can be written again",
+            )
+
+    def _resumed(self, written: int) -> None:
+        """Log the end of a suspension and the rows it could not keep; the caller holds ``_queue``."""
+        lasted_s, lost, task_ids = self._suspension.end(time.monotonic())
+        log.info("journal_resumed", path=str(self.path), rows_written=written, suspended_s=round(lasted_s, 3))
+        if lost:
+            log.warning(
+                "journal_gap",
+                path=str(self.path),
+                lost=lost,
+                task_ids=task_ids,
+                consequence="these answers are not in the journal: their tasks are computed again if replayed",
+            )
 
     def _disable(self, action: str, exc: BaseException) -> None:
         """Turn the journal off and say so once; the caller holds ``_lock`` (not ``_read_lock``)."""
@@ -191,8 +238,16 @@ class SqliteJournal:
         except sqlite3.Error as exc:
             self._disable("open", exc)
 
+    def reconfigure(self, *, max_tasks: int, retention_s: float) -> None:
+        """New retention bounds (a reloaded configuration), applied from the next commit on."""
+        if max_tasks < 1 or not retention_s > 0:
+            raise ValueError(f"max_tasks must be >= 1 and retention_s > 0, got {max_tasks} and {retention_s}")
+        with self._lock:
+            self.max_tasks, self.retention_s = max_tasks, float(retention_s)
+
     def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until every row recorded so far is committed (or dropped because the journal turned off).
+        """Wait until every row recorded so far is committed (or dropped because the journal turned off, or
+        kept in memory while it is suspended).
 
         Returns False if that took longer than ``timeout_s`` seconds.
         """
@@ -249,8 +304,9 @@ class SqliteJournal:
                 except sqlite3.Error as exc:
                     failure = exc
             if failure is not None:
-                with self._lock:
-                    self._disable("lookup", failure)
+                if not transient(failure):  # a read that fails for a while (I/O) is only this lookup's miss
+                    with self._lock:
+                        self._disable("lookup", failure)
                 return None
         if row is None:
             return None
@@ -291,15 +347,17 @@ class SqliteJournal:
             wake = not self._pending  # else the writer is already due to commit the queue
             self._pending.pop(key, None)  # a new answer to the same task goes to the end, as its new row
             self._pending[key] = row
+            if self._suspension.active and len(self._pending) > MAX_BACKLOG_ROWS:
+                dropped = next(iter(self._pending))
+                del self._pending[dropped]
+                self._suspension.dropped(dropped)
             self._keys.add(hash(key))
             self._recorded += 1
             if self._writer is None:
-                self._writer = threading.Thread(target=_write_loop, args=(weakref.ref(self),), name="carbon-journal", daemon=True)
-                self._writer.start()
-                _OPEN_JOURNALS.add(self)
+                self._writer = start_writer(self)
             if wake:
                 self._queue.notify_all()
-        if _from_a_measurement(output) and not self.flush(timeout_s=MEASURED_COMMIT_TIMEOUT_S):
+        if not self._suspension.active and _from_a_measurement(output) and not self.flush(timeout_s=MEASURED_COMMIT_TIMEOUT_S):
             log.warning("journal_commit_slow", task_id=str(output.task_id), timeout_s=MEASURED_COMMIT_TIMEOUT_S)
 
     # -- writing -----------------------------------------------------------------------------------
@@ -311,8 +369,12 @@ class SqliteJournal:
         with self._queue:
             while True:
                 if self._pending:
-                    due = self._last_commit_s + self.commit_interval_s - time.monotonic()
-                    if due <= 0 or self._flush_wanted or self._stopping:
+                    if self._suspension.active and not self._stopping:
+                        due = self._suspension.retry_at_s - time.monotonic()  # a suspended journal retries on its clock
+                    else:
+                        due = self._last_commit_s + self.commit_interval_s - time.monotonic()
+                        due = 0.0 if self._flush_wanted or self._stopping else due
+                    if due <= 0:
                         return self._take_queued()
                     self._queue.wait(due)
                 elif self._stopping or self._disabled_reason is not None:
@@ -337,9 +399,14 @@ class SqliteJournal:
                         self._conn.execute("BEGIN IMMEDIATE")
                         self._conn.executemany(INSERT, batch.values())
                         self._prune(now)
-                except Exception as exc:  # sqlite3.Error, or anything else: the journal is off either way
+                except Exception as exc:  # sqlite3.Error, or anything else
+                    if transient(exc):
+                        self._suspend(batch, upto, exc)
+                        return
                     self._disable("record", exc)
             with self._queue:
+                if self._suspension.active:
+                    self._resumed(len(batch))
                 for key, row in batch.items():
                     if self._writing.get(key) is row:
                         del self._writing[key]
@@ -396,39 +463,6 @@ class SqliteJournal:
                 self._disable("count", failure)
             return 0
         return count
-
-
-_OPEN_JOURNALS: weakref.WeakSet[SqliteJournal] = weakref.WeakSet()
-"""Journals with a writer thread: what they queued is committed at interpreter exit (daemon threads are
-not waited for)."""
-
-
-def _write_loop(ref: weakref.ReferenceType[SqliteJournal]) -> None:
-    """The writer thread: commit batches until its journal stops, turns off or is garbage-collected.
-
-    It holds the journal only while rows are queued, so that a journal nobody refers to any more (and
-    that was not closed) can still be collected.
-    """
-    while True:
-        journal = ref()
-        if journal is None:
-            return
-        while True:
-            taken = journal._next_batch()
-            if taken is None:
-                return
-            batch, upto = taken
-            if not batch:
-                break  # idle: let go of the journal for a moment
-            journal._commit(batch, upto)
-        del journal
-
-
-@atexit.register
-def _commit_at_exit() -> None:
-    for journal in list(_OPEN_JOURNALS):
-        with contextlib.suppress(Exception):  # best effort: the process is ending
-            journal._write_queued()
 
 
 def _from_a_measurement(output: TaskOutput) -> bool:

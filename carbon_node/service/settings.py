@@ -87,7 +87,10 @@ class Settings(BaseSettings):
     # Bus
     domain_id: int = _field(0, "SUSTAINML_DOMAIN_ID", "DDS domain id (0-232), as every SustainML node", ge=0, le=232)
     bus: Literal["auto", "cyclone", "sustainml"] = _field(
-        "auto", "CARBON_NODE_BUS", "DDS binding: cyclone, the upstream sustainml_py bindings, or auto (upstream if importable)"
+        "auto",
+        "CARBON_NODE_BUS",
+        "DDS binding: cyclone, the upstream sustainml_py bindings, or auto (upstream when its node module and native "
+        "libraries import, else cyclone with a warning)",
     )
     input_timeout_s: float = _field(
         900.0, "CARBON_NODE_INPUT_TIMEOUT_S", "seconds a task may wait for its missing inputs before an error output", gt=0

@@ -78,6 +78,10 @@ class Notifier:
         """``STATUS=...``: one line shown by ``systemctl status``."""
         return self.send(status=text)
 
+    def reloading(self, status: str = "") -> bool:
+        """``RELOADING=1``: the configuration is being read again (``READY=1`` follows when it is done)."""
+        return self.send(RELOADING="1", **({"STATUS": status} if status else {}))
+
     def stopping(self, status: str = "") -> bool:
         """``STOPPING=1``: shutdown has begun."""
         return self.send(stopping="1", status=status) if status else self.send(stopping="1")

@@ -187,3 +187,19 @@ def test_late_inputs_of_a_released_task_that_never_complete_are_dropped_without_
     assert assembler.expire() == []
     assert assembler.next_expiry_s() is None
     assert assembler.add(ML, sample(ML, 5)) == [] and assembler.add(HW, sample(HW, 5)) == []  # the held one is gone
+
+
+def test_reloaded_bounds_apply_to_held_and_new_tasks(clock: FakeClock) -> None:
+    assembler = Assembler(input_timeout_s=900.0, max_pending=3, clock=clock)
+    for problem in (1, 2, 3):
+        assembler.add(ML, sample(ML, problem))
+    assembler.reconfigure(input_timeout_s=10.0, max_pending=3)
+    assert assembler.next_expiry_s() == pytest.approx(110.0)
+    clock.now_s += 10.0
+    assert [r.inputs.task_id for r in assembler.expire()] == [TaskId(1, 1), TaskId(2, 1), TaskId(3, 1)]
+    assembler.reconfigure(input_timeout_s=10.0, max_pending=1)
+    assembler.add(ML, sample(ML, 4))
+    (release,) = assembler.add(ML, sample(ML, 5))
+    assert release.kind is ReleaseKind.EVICTED and "more than 1" in (release.error or "")
+    with pytest.raises(ValueError):
+        assembler.reconfigure(input_timeout_s=0.0, max_pending=1)

@@ -111,3 +111,13 @@ def test_without_the_measure_extra_estimate_says_what_is_missing_with_readable_s
     assert "loading model" not in done.stderr  # nothing to load: the reason comes at once
     assert '"level": "info"' not in done.stderr, done.stderr  # logs held at warning: progress stays readable
     assert "starting the measurement worker..." in done.stderr
+
+
+def test_a_measured_estimate_ends_without_a_leaked_semaphore_warning(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    from carbon_node.measure.tiny import build_tiny_text_model
+
+    build_tiny_text_model(tmp_path / "models" / "tiny-bert", weights=True)
+    done = carbon_node("estimate", "models/tiny-bert", "--window-s", "0.2", "--sim-cpu-tdp-w", "40", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "resource_tracker" not in done.stderr and "leaked" not in done.stderr, done.stderr

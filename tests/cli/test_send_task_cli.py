@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,46 @@ def test_send_task_exits_3_when_no_node_answers_and_ignores_settings_it_does_not
     )  # fmt: skip
     assert done.returncode == 3
     assert "no output" in done.stderr or "within 0.5 s" in done.stderr
+
+
+def test_send_task_says_early_that_no_carbon_node_was_seen_and_exits_3(dds_domain: int) -> None:
+    started = time.monotonic()
+    done = carbon_node(
+        "send-task", "--domain", str(dds_domain), "--discovery-timeout-s", "1", "--model", "NO_MODEL"
+    )  # fmt: skip
+    assert done.returncode == 3
+    assert time.monotonic() - started < 30  # not the 120 s of --timeout-s
+    assert f"no carbon node seen on domain {dds_domain} within 1 s" in done.stderr
+    assert "SUSTAINML_DOMAIN_ID" in done.stderr and "Troubleshooting" in done.stderr
+
+
+def test_a_relative_model_directory_is_sent_as_its_absolute_path_and_said_so(
+    node_in_hours: int, tmp_path: Path, onnx_file: Path
+) -> None:
+    (tmp_path / "models" / "tiny-bert").mkdir(parents=True)
+    done = carbon_node(
+        "send-task", "--domain", str(node_in_hours), "--timeout-s", "30", "--model", "models/tiny-bert",
+        "--model-path", str(onnx_file), "--json", cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    absolute = str(tmp_path / "models" / "tiny-bert")
+    assert f"using its absolute path {absolute}" in done.stderr
+    assert json.loads(done.stdout)["extra_data"]["model_restrains"][0] == absolute
+
+
+def test_a_relative_model_directory_that_does_not_exist_is_refused_before_sending(tmp_path: Path) -> None:
+    done = carbon_node("send-task", "--model", "./models/none", "--discovery-timeout-s", "1", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "model directory './models/none' does not exist" in done.stderr
+
+
+def test_the_table_shows_extra_data_one_key_per_line_within_100_columns(node_in_hours: int, onnx_file: Path) -> None:
+    done = send(node_in_hours, "--model", "m", "--model-path", str(onnx_file), "--latency", "1", "--latency-unit", "s")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert all(len(line) <= 100 for line in lines), [line for line in lines if len(line) > 100]
+    keys = {line.split()[0] for line in lines[lines.index("extra_data") + 1 :] if line.startswith("  ") and line[2] != " "}
+    assert {"mode", "grid_ci_source", "power_source", "units"} <= keys
 
 
 def test_describe_and_the_idle_log_name_the_bus_in_use_not_auto(tmp_path: Path, dds_domain: int) -> None:

@@ -173,6 +173,15 @@ def test_the_tracker_path_scales_by_hw_latency_by_default() -> None:
     assert data["window_s"] == 2.0 and data["forward_passes"] == 400
 
 
+def test_a_hw_power_on_a_measured_task_is_said_to_be_unused() -> None:
+    measurer = FakeMeasurer(make_measurement(energy_kwh=0.002, window_s=2.0, forward_passes=400))
+    data = published(engine(measurer, latency_unit="s").handle(make_inputs(latency=0.5, power=30.0)))
+    assert data["power_w"] == 30.0
+    assert any("power_consumption (30 W) is not used" in note for note in data["measurement_notes"])
+    quiet = published(engine(measurer, latency_unit="s").handle(make_inputs(latency=0.5, power=0.0)))
+    assert not any("power_consumption" in note for note in quiet.get("measurement_notes", []))
+
+
 def test_upstreams_hours_latency_gives_upstreams_factor() -> None:
     # latency 1/3600 h = 1 s; factor latency * 3600 / window = 1 / 2.
     measurer = FakeMeasurer(make_measurement(energy_kwh=0.002, window_s=2.0))

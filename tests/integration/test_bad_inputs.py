@@ -23,11 +23,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from carbon_node.bus.checks import check_output
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.bus.runtime import NodeRuntime, check_output
+from carbon_node.bus.runtime import NodeRuntime
 from carbon_node.core import MAX_EXTRA_DATA_BYTES, TaskId, TaskInputs
 from carbon_node.engine.engine import Engine
-from carbon_node.measure.models import resolve_model_source
+from carbon_node.measure.model_sources import resolve_model_source
 from carbon_node.measure.protocol import Measurement, MeasureSpec
 from carbon_node.service.journal import SqliteJournal
 from carbon_node.service.settings import load_settings

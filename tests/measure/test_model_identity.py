@@ -13,8 +13,9 @@ import pytest
 from carbon_node.measure import tiny
 from carbon_node.measure.client import WorkerMeasurer
 from carbon_node.measure.identity import directory_identity, hub_identity, model_identity, snapshot_identity
+from carbon_node.measure.measure_service import MeasureService
 from carbon_node.measure.protocol import MeasureSpec
-from carbon_node.measure.worker import MeasureService, WorkerConfig
+from carbon_node.measure.worker_pipe import WorkerConfig
 
 from .conftest import WORKER_READY_TIMEOUT_S
 

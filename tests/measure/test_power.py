@@ -123,3 +123,25 @@ def test_a_gpu_measured_through_nvml_is_sampled_ten_times_a_second() -> None:
         sim_cpu_tdp_w=None, sim_cpu_util=None, uses_cuda=False, nvml_probe=lambda: True, tdp_table=lambda: ("cpu", 100.0)
     )
     assert "update_interval" not in cpu_only.tracker_kwargs
+
+
+def test_the_tdp_table_match_follows_carbontrackers_rule() -> None:
+    from carbon_node.measure.power import _matched_entry
+
+    table = {"Intel Xeon Gold 6230": 125.0, "AMD EPYC 7763": 280.0}
+    assert _matched_entry("AMD EPYC 7763", table) == "AMD EPYC 7763"
+    assert _matched_entry("Intel Xeon Gold 6230 @ 2.10GHz", table) == "Intel Xeon Gold 6230"
+    assert _matched_entry("Intel(R) Xeon(R) Processor", table) is None
+
+
+def test_a_cpu_missing_from_the_table_is_said_in_the_plan(tmp_path: Path) -> None:
+    plan = plan_power(
+        sim_cpu_tdp_w=None, sim_cpu_util=None, uses_cuda=False, powercap_root=tmp_path / "none",
+        tdp_table=lambda: ("Mystery CPU", 70.0), tdp_match=lambda: None,
+    )  # fmt: skip
+    assert any("no entry for 'Mystery CPU'" in note and "35 W drawn" in note for note in plan.notes)
+    matched = plan_power(
+        sim_cpu_tdp_w=None, sim_cpu_util=None, uses_cuda=False, powercap_root=tmp_path / "none",
+        tdp_table=lambda: ("Known CPU", 70.0), tdp_match=lambda: "Known CPU",
+    )  # fmt: skip
+    assert not any("no entry" in note for note in matched.notes)

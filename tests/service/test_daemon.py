@@ -238,11 +238,12 @@ print("HEAVY:", ",".join(heavy))
     assert "HEAVY: \n" in done.stdout
 
 
-def test_an_unusable_state_directory_stops_start_up_with_status_1(tmp_path: Path, dds_domain: int) -> None:
+def test_an_unusable_state_directory_stops_start_up_with_one_line_and_status_2(tmp_path: Path, dds_domain: int) -> None:
     (tmp_path / "file").write_text("")
     done = subprocess.run(
         [sys.executable, "-m", "carbon_node", "run", "--state-dir", str(tmp_path / "file" / "state"), "--log-format", "json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
-    assert done.returncode == 1
-    assert "node.start_failed" in done.stderr
+    assert done.returncode == 2  # a configuration error, like an invalid setting (issue 20)
+    (line,) = done.stderr.strip().splitlines()
+    assert f"{tmp_path / 'file' / 'state'} cannot be created" in line and "--state-dir" in line

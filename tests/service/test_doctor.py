@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from carbon_node.service.doctor import network_interfaces, probe_rapl, run_checks, writable_dir
+from carbon_node.service.dirs import directory_problem
+from carbon_node.service.doctor import network_interfaces, probe_rapl, run_checks
 from carbon_node.service.settings import load_settings
 
 
@@ -52,11 +53,11 @@ def test_interfaces_report_up_and_multicast_flags(tmp_path: Path) -> None:
     ]
 
 
-def test_a_directory_under_a_file_is_not_writable(tmp_path: Path) -> None:
+def test_a_directory_under_a_file_is_not_usable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    ok, detail = writable_dir(blocker / "state")
-    assert not ok and "state" in detail
+    problem = directory_problem(blocker / "state", explicit=False)
+    assert problem is not None and "is not a directory" in problem
 
 
 def test_the_node_cannot_run_when_the_state_dir_is_not_writable(tmp_path: Path) -> None:
@@ -111,3 +112,20 @@ def test_doctor_command_exits_1_when_the_node_cannot_run(tmp_path: Path) -> None
     )
     assert done.returncode == 1
     assert "[fail] dirs/state_dir" in done.stdout
+
+
+def test_doctor_prints_only_its_report_and_says_in_the_power_check_when_the_cpu_is_not_in_the_table(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBON_NODE_SIM")}
+    env.update({"CARBON_NODE_STATE_DIR": str(tmp_path / "state"), "CARBON_NODE_CACHE_DIR": str(tmp_path / "cache")})
+    done = subprocess.run([sys.executable, "-m", "carbon_node", "doctor"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "No matching TDP" not in done.stderr + done.stdout  # carbontracker's own warning line
+    assert all(line.startswith("[") or line.startswith("the node") for line in done.stdout.splitlines()), done.stdout
+    from carbon_node.measure.power import tdp_table_match, tdp_table_watts
+
+    window = next(line for line in done.stdout.splitlines() if "power/window_source" in line)
+    if tdp_table_match() is None:
+        name, tdp_w = tdp_table_watts()
+        assert f"no entry for {name!r}" in window and f"{tdp_w / 2:.4g} W drawn" in window
+    else:
+        assert "no entry" not in window

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from structlog.testing import capture_logs
 
 from carbon_node.core import Answered, Journal, TaskId, TaskOutput
 from carbon_node.service.journal import SqliteJournal
+from carbon_node.service.journal_suspension import MAX_RETRY_S, Suspension, transient
 
 DAY_S = 86400.0
 
@@ -256,19 +258,113 @@ def test_a_read_only_directory_disables_the_journal(tmp_path: Path) -> None:
         locked.chmod(0o700)
 
 
-def test_a_journal_file_that_became_read_only_stops_recording_without_raising(tmp_path: Path) -> None:
-    journal = journal_at(tmp_path)
-    journal.record(output(1))
-    # As after a remount read-only: swap in a read-only connection to the same file.
-    journal._conn = sqlite3.connect(
+def _read_only(tmp_path: Path) -> sqlite3.Connection:
+    """A connection to the journal's file that cannot write, as after a remount read-only or a full disk."""
+    return sqlite3.connect(
         f"file:{tmp_path / 'journal.sqlite3'}?mode=ro", uri=True, check_same_thread=False, isolation_level=None
     )
+
+
+def _until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.02)
+
+
+def test_a_journal_file_that_cannot_be_written_suspends_keeps_the_answers_and_resumes_when_it_can(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(1))
+    assert journal.flush(5.0)
+    writable = journal._conn
+    journal._conn = _read_only(tmp_path)
     with capture_logs() as logs:
         journal.record(output(2))
         journal.record(output(3))
-        journal.flush()  # the writer thread commits them and finds the file read-only
+        journal.flush()  # the writer thread commits them, finds the file read-only, and keeps them queued
+        assert journal.enabled and journal.suspended_reason is not None
+        assert "readonly" in journal.suspended_reason
+        # Meanwhile every answer is still found: 1 from the file, 2 and 3 from memory.
+        assert all(found(journal, TaskId(n, 1)) is not None for n in (1, 2, 3))
+        journal._conn = writable  # space freed, the file system remounted read-write
+        _until(lambda: journal.suspended_reason is None)
+    events = [entry["event"] for entry in logs]
+    assert events == ["journal_suspended", "journal_resumed"]
+    assert logs[1]["rows_written"] == 2
+    assert len(journal) == 3  # in the file now
+    journal.close()
+    reopened = journal_at(tmp_path)
+    assert all(found(reopened, TaskId(n, 1)) is not None for n in (1, 2, 3))
+
+
+def test_a_suspended_journal_retries_with_a_doubling_backoff() -> None:
+    suspension = Suspension()
+    error = sqlite3.OperationalError("database or disk is full")
+    assert suspension.failed(error, 100.0) is True
+    assert suspension.retry_at_s == 101.0
+    assert suspension.failed(error, 101.0) is False
+    assert suspension.retry_at_s == 103.0
+    for now in range(10):
+        suspension.failed(error, 200.0 + now)
+    assert suspension.retry_in_s == MAX_RETRY_S
+
+
+@pytest.mark.parametrize(
+    ("error", "passes"),
+    [
+        (sqlite3.OperationalError("database or disk is full"), True),
+        (sqlite3.OperationalError("disk I/O error"), True),
+        (sqlite3.OperationalError("database is locked"), True),
+        (OSError(28, "No space left on device"), True),
+        (sqlite3.DatabaseError("file is not a database"), False),
+        (sqlite3.DatabaseError("database disk image is malformed"), False),
+    ],
+)
+def test_which_failures_pass(error: BaseException, passes: bool) -> None:
+    assert transient(error) is passes
+
+
+def test_a_suspended_journal_keeps_a_bounded_backlog_and_names_the_tasks_it_dropped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("carbon_node.service.journal.MAX_BACKLOG_ROWS", 3)
+    journal = journal_at(tmp_path)
+    journal.record(output(1))
+    assert journal.flush(5.0)
+    writable, journal._conn = journal._conn, _read_only(tmp_path)
+    with capture_logs() as logs:
+        journal.record(output(2))
+        journal.flush()
+        _until(lambda: journal.suspended_reason is not None)
+        for n in range(3, 7):
+            journal.record(output(n))
+        journal._conn = writable
+        _until(lambda: journal.suspended_reason is None)
+    gap = next(entry for entry in logs if entry["event"] == "journal_gap")
+    assert gap["lost"] == 2 and gap["task_ids"] == ["2.1", "3.1"]
+    assert [found(journal, TaskId(n, 1)) is not None for n in range(1, 7)] == [True, False, False, True, True, True]
+
+
+def test_a_corrupt_journal_file_still_turns_the_journal_off(tmp_path: Path) -> None:
+    journal = journal_at(tmp_path)
+    journal.record(output(1))
+    assert journal.flush(5.0)
+
+    class Corrupt:
+        def __getattr__(self, name: str) -> object:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+        def __enter__(self) -> None:
+            raise sqlite3.DatabaseError("database disk image is malformed")
+
+        def __exit__(self, *_: object) -> None:
+            return None
+
+    journal._conn = Corrupt()  # type: ignore[assignment]
+    with capture_logs() as logs:
+        journal.record(output(2))
+        journal.flush()
     assert not journal.enabled
-    assert found(journal, TaskId(1, 1)) is None
     assert [entry["event"] for entry in logs] == ["journal_disabled"]
 
 

@@ -33,6 +33,16 @@ def test_ci_script_runs_the_test_suite_after_lint_and_types() -> None:
     assert positions == sorted(positions)
 
 
+def test_ci_installs_only_into_the_projects_own_virtual_environment() -> None:
+    script = (REPO / ".ci" / "run").read_text()
+    assert "lint-imports" in script  # the layer contracts of pyproject.toml
+    python_set = script.index("PYTHON=$PWD/.venv/bin/python")
+    installs = [i for i in range(len(script)) if script.startswith("pip install", i)]
+    assert installs and all(i > python_set for i in installs)
+    assert all(script[script.rfind("\n", 0, i) :].lstrip().startswith('"$PYTHON" -m pip') for i in installs)
+    assert "sys.prefix == sys.base_prefix" not in script  # no "use the interpreter on PATH when allowed" branch
+
+
 def test_benchmarks_section_gives_the_command_and_a_measured_table() -> None:
     section = README[README.index("## Benchmarks") :]
     assert "python bench/run.py" in section

@@ -251,6 +251,22 @@ def test_a_tracker_task_from_the_host_is_measured_and_the_journal_survives_a_sig
     assert [again[name] for name in fields] == [first[name] for name in fields]
 
 
+def test_systemctl_reload_applies_the_changed_file_in_the_same_process(installed: Guest) -> None:
+    onnx = ["--model", "unet", "--model-path", "/srv/none.onnx", "--latency", "1", "--power", "10"]
+    pid = installed.prop("MainPID")
+    toml = "/etc/carbon-node/carbon-node.toml"
+    installed.sh(f"mkdir -p /etc/carbon-node && printf '[carbon_node]\\ngrid_ci_g_per_kwh = 123.0\\n' > {toml}")
+    installed.sh("systemctl reload carbon-node")
+    deadline = time.monotonic() + 30.0
+    while "reload.done" not in installed.journal():
+        assert time.monotonic() < deadline, installed.journal()
+        time.sleep(0.5)
+    result = send_task(installed.domain, *onnx)
+    assert result["grid_ci_g_per_kwh"] == 123.0, result
+    assert installed.prop("MainPID") == pid and installed.prop("ActiveState") == "active"
+    installed.sh(f"rm {toml} && systemctl reload carbon-node")
+
+
 def test_systemctl_stop_exits_0_and_the_bus_sees_node_terminating(installed: Guest) -> None:
     before = len(installed.orchestrator.statuses())
     started = time.monotonic()

@@ -23,11 +23,12 @@ from typing import Any
 import pytest
 
 from carbon_node.bus.orchestrator import Orchestrator
-from carbon_node.core import TaskId, decode_extra_data
+from carbon_node.core import TaskId, TaskOutput, base_extra_data, decode_extra_data
 from carbon_node.report.page import EMPTY_MESSAGE, number
 from carbon_node.report.results import FIELDS, Answer, Query, parse_since, read_answers
 from carbon_node.report.summary import Stats, summarize
 from carbon_node.service.journal import SqliteJournal
+from carbon_node.testing import make_inputs
 from carbon_node.wire import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 from tests.conftest import missing_tool, next_domain
 
@@ -448,6 +449,34 @@ def test_the_report_in_a_browser_shows_both_charts_and_the_journal_numbers(node_
         node_run.models["bert"],
     ):
         assert text in dom, text
+
+
+def _journal_with_one_answer(path: Path) -> SqliteJournal:
+    journal = SqliteJournal(path, max_tasks=10, retention_s=60.0)
+    inputs = make_inputs(model="NO_MODEL", task_id=(7, 1))
+
+    journal.record(TaskOutput(inputs.task_id, 0.0, 0.0, 0.0, {**base_extra_data("NO_MODEL", {}), "mode": "no_model"}))
+    assert journal.flush(10.0)
+    return journal
+
+
+def test_reading_a_stopped_nodes_journal_leaves_its_directory_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal.sqlite3"
+    _journal_with_one_answer(path).close()
+    before = sorted(p.name for p in path.parent.iterdir())
+    assert [a.task_id for a in read_answers(path)] == ["7.1"]
+    assert carbon_node("results", "--journal", str(path), "--format", "json").returncode == 0
+    assert sorted(p.name for p in path.parent.iterdir()) == before == ["journal.sqlite3"]
+
+
+def test_a_journal_a_node_has_open_is_read_through_its_wal(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "journal.sqlite3"
+    journal = _journal_with_one_answer(path)  # open, as a running node holds it: its last write is in the WAL
+    try:
+        assert (path.parent / "journal.sqlite3-wal").exists()
+        assert [a.task_id for a in read_answers(path)] == ["7.1"]
+    finally:
+        journal.close()
 
 
 def test_the_report_of_an_empty_journal_says_so(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Fake upstream ``sustainml_py.nodes``, half installed: the package imports."""
