@@ -114,12 +114,16 @@ class Presence:
         with self._lock:
             return self._answers.get(task_id)
 
-    def close(self) -> None:
-        """Unannounce (the others take over at once) and delete the participant."""
+    def stop_following(self) -> None:
+        """Stop applying the rule (the node is stopping): no takeover starts after this returns."""
         self._running = False
         self._guard.set(True)
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(2.0)
+
+    def close(self) -> None:
+        """Unannounce (the others take over at once) and delete the participant."""
+        self.stop_following()
         self.standby.announcer.close()
         delete_entity(self._participant)
 
@@ -161,8 +165,8 @@ class Presence:
         if role == "standby" and self._activated:
             # Upstream's node, once created, answers every task it receives: it cannot stand by again.
             log.warning("standby.cannot_step_down", bus="sustainml", active_node=view.active_node_id if view else None)
-        if view is not None and self._on_role is not None:
-            self._on_role(view)
         if role == "active" and not self._activated:
             self._activated = True
-            self._on_active()
+            self._on_active()  # before the role is told: whoever hears "active" finds the node running
+        if view is not None and self._on_role is not None:
+            self._on_role(view)

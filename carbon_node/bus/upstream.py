@@ -320,8 +320,8 @@ class UpstreamRuntime:
                 return
             self._node_class = self._module.CarbonFootprintNode
             self._node = self._node_class(callback=self._task_callback, service_callback=self._service_callback)
-        self._spin_thread = threading.Thread(target=self._node.spin, name="carbon-upstream-spin", daemon=True)
-        self._spin_thread.start()
+            self._spin_thread = threading.Thread(target=self._node.spin, name="carbon-upstream-spin", daemon=True)
+            self._spin_thread.start()
         if self._heartbeat is not None:
             threading.Thread(target=self._beat_while_spinning, name="carbon-upstream-heartbeat", daemon=True).start()
         log.info("node_started", bus="sustainml")
@@ -336,7 +336,11 @@ class UpstreamRuntime:
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Terminate the upstream node (process-wide, as upstream) and wait for running tasks."""
         presence, self._presence = self._presence, None
-        if self._node_class is None:
+        if presence is not None:
+            presence.stop_following()  # no takeover from here on
+        with self._node_lock:
+            started = self._node_class is not None
+        if not started:
             if presence is not None:
                 presence.close()
             return True

@@ -146,6 +146,9 @@ def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
         ("energy consumption", _fmt(output.energy_kwh), "kWh", f"power: {x.get('power_source')} {components}".strip()),
         ("carbon intensity", _fmt(output.grid_ci_g_per_kwh), "gCO2e/kWh", f"{x.get('grid_ci_source')} {zone}".strip()),
     ]
+    match = x.get("grid_ci_match") or {}
+    if match.get("text"):
+        rows.append(("place", str(match.get("matched")), "", f"{match.get('how')} match of {match.get('text')!r}"))
     interval = x.get("uncertainty")
     if isinstance(interval, dict):
         for unit, label, name in (("carbon_g", "gCO2e", "carbon 95%"), ("energy_kwh", "kWh", "energy 95%")):

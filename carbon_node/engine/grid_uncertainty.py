@@ -1,8 +1,8 @@
 """How far a grid intensity may be from the one the energy was drawn at: the intensity's part of an interval.
 
-A function of an :class:`~carbon_node.engine.intensity.Intensity` alone (its ``source`` and ``zone``; a
-``kind`` attribute, when the intensity has one, refines it: ``country``, ``subnational``,
-``cloud_region``, ``continent``, ``world``). Factors ``(low, high)`` at about 95 %, as every part
+A function of an :class:`~carbon_node.engine.intensity.Intensity` alone: its zone's ``kind`` (``country``,
+``subnational``, ``cloud_region``, ``continent``, ``world``, ``configured``) where it says one, else read
+from its ``source``; and its ``zone``. Factors ``(low, high)`` at about 95 %, as every part
 (:mod:`carbon_node.measure.uncertainty`), from two independent sources of error, combined the same way:
 
 - A yearly average against the hour the energy was drawn: 0.67, 1.5, for every figure but a live one.
@@ -11,9 +11,9 @@ A function of an :class:`~carbon_node.engine.intensity.Intensity` alone (its ``s
   Res. Lett. 17 044073 (2022), show how yearly factors misstate hourly consumption. This project's bound.
 - A live figure (``live:*``, the provider's estimate of the hour): 0.9, 1.1, and nothing else.
 - A country's figure against the sub-national grid the host is on: 0.8, 1.25; 0.25, 2.5 for the large,
-  varied grids of US, CA, AU, BR, IN, CN, RU (US states range from hydro and nuclear to coal). For
-  ``country`` (``offline_table``) and ``env`` (a figure the operator set, taken as a country's); a
-  ``subnational`` or ``cloud_region`` figure has no such part.
+  varied grids of US, CA, AU, BR, IN, CN, RU (US states range from hydro and nuclear to coal). For a
+  ``country`` figure and a ``configured`` one (``env``: a figure the operator set, taken as a country's);
+  a ``subnational`` or ``cloud_region`` figure (the place resolver's finer zones) has no such part.
 - A continent's plain mean against the country (``continent_average``): the 2.5th and 97.5th percentiles
   of the continent's countries in carbontracker's table over their mean, computed from the installed table.
 - The world average against the country (``world_average``): the same over every country of the table.
@@ -25,7 +25,8 @@ import functools
 import statistics
 from collections.abc import Sequence
 
-from carbon_node.engine.intensity import CONTINENT_COUNTRIES, Intensity, TableRow, carbontracker_table
+from carbon_node.engine.intensity import Intensity, TableRow, carbontracker_table
+from carbon_node.engine.place_aliases import CONTINENT_COUNTRIES
 from carbon_node.measure.uncertainty import Part, combine
 
 __all__ = ["HOUR_FACTORS", "LARGE_GRIDS", "LIVE_FACTORS", "intensity_kind", "intensity_part", "zone_spread"]
@@ -49,7 +50,7 @@ def intensity_kind(intensity: Intensity) -> str:
     source = intensity.source
     if source.startswith("live:"):
         return "live"
-    return {"offline_table": "country", "continent_average": "continent", "world_average": "world", "env": "operator"}.get(
+    return {"offline_table": "country", "continent_average": "continent", "world_average": "world", "env": "configured"}.get(
         source, "country"
     )
 
@@ -79,7 +80,7 @@ def intensity_part(intensity: Intensity, rows: tuple[TableRow, ...] | None = Non
         return Part("grid_intensity", *LIVE_FACTORS, f"{intensity.source}: the provider's figure for the hour")
     factors = [HOUR_FACTORS]
     why = [f"{intensity.source} is a yearly average, not the hour's figure"]
-    if kind in ("country", "operator"):
+    if kind in ("country", "configured"):
         large = (intensity.zone or "").upper() in LARGE_GRIDS
         factors.append(LARGE_COUNTRY_FACTORS if large else COUNTRY_FACTORS)
         why.append(f"a country's figure, not the host's sub-national grid{' (a large, varied grid)' if large else ''}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from carbon_node.engine.config import EngineConfig
@@ -19,13 +17,6 @@ ROWS = tuple(
 )
 
 
-@dataclass(frozen=True)
-class KindIntensity(Intensity):
-    """An intensity as the place resolver (issue 16) will give it: with the zone's kind."""
-
-    kind: str = ""
-
-
 def width(part: Part) -> float:
     return part.high / part.low
 
@@ -38,8 +29,9 @@ def test_the_grid_intensitys_width_per_source() -> None:
         "env": Intensity(300.0, "env"),
         "continent": Intensity(266.0, "continent_average", "Europe"),
         "world": Intensity(445.0, "world_average", "world", 2024),
-        "subnational (kind)": KindIntensity(120.0, "places", "US-CA", 2023, kind="subnational"),
-        "cloud region (kind)": KindIntensity(120.0, "places", "europe-west1", 2023, kind="cloud_region"),
+        "configured (kind)": Intensity(300.0, "env", kind="configured"),
+        "subnational (kind)": Intensity(120.0, "codecarbon", "US-CA", 2023, kind="subnational"),
+        "cloud region (kind)": Intensity(120.0, "codecarbon", "gcp:europe-west1", 2023, kind="cloud_region"),
     }
     parts = {name: intensity_part(intensity, ROWS) for name, intensity in cases.items()}
     for name, part in parts.items():
@@ -49,7 +41,7 @@ def test_the_grid_intensitys_width_per_source() -> None:
     assert parts["cloud region (kind)"].high == parts["subnational (kind)"].high
     order = ("live", "subnational (kind)", "country", "country, large grid")
     assert [width(parts[name]) for name in order] == sorted(width(parts[name]) for name in order)
-    assert width(parts["env"]) == width(parts["country"])  # an operator's figure is taken as a country's
+    assert width(parts["env"]) == width(parts["country"]) == width(parts["configured (kind)"])  # taken as a country's
     assert width(parts["world"]) > width(parts["country"])
     assert width(parts["continent"]) > width(parts["country"])
 
@@ -58,7 +50,8 @@ def test_the_kind_comes_from_the_intensity_when_it_has_one_else_from_its_source(
     assert intensity_kind(Intensity(1.0, "offline_table", "FR")) == "country"
     assert intensity_kind(Intensity(1.0, "continent_average", "Europe")) == "continent"
     assert intensity_kind(Intensity(1.0, "live:x", "DK")) == "live"
-    assert intensity_kind(KindIntensity(1.0, "offline_table", "FR", kind="subnational")) == "subnational"
+    assert intensity_kind(Intensity(1.0, "codecarbon", "US-CA", kind="subnational")) == "subnational"
+    assert intensity_kind(Intensity(1.0, "env")) == "configured"
 
 
 def test_a_zones_spread_is_its_2_5_to_97_5_percentiles_over_the_mean() -> None:

@@ -20,8 +20,8 @@ from tests.system.test_network import link as link  # the fixture
 
 pytestmark = [pytest.mark.system, pytest.mark.timeout(600)]
 
-TAKEOVER_BOUND_S = 5.0
-"""The README's bound: the lease (2 s), the rule applied at once, the held tasks routed."""
+TAKEOVER_BOUND_S = 3.0
+"""The README's bound: the lease (2 s), then the rule applied at once."""
 
 
 @pytest.fixture(scope="module")
