@@ -56,6 +56,8 @@ THROUGHPUT_TASKS = 1000
 DOMAIN_FIRST, DOMAIN_SPAN = 150, 80  # private DDS domains 150-229 (Cyclone's port mapping ends at 232)
 ROUNDS, ROUNDS_QUICK = 5, 3
 """Rounds of every phase; in each, carbon-node then the baseline (ABAB), one ratio per round."""
+ONE_ROUND_PHASES = frozenset({"places"})
+"""Phases measured in the benchmark's own process (the place data loads once per process): one round."""
 
 
 # -- models --------------------------------------------------------------------------------------------
@@ -325,7 +327,7 @@ class Bench:
         """Each phase in rounds, the designs alternating within every round (ABAB): a transient load on the
         machine hits both designs, and each round gives one ratio."""
         for phase in phases:
-            rounds = ROUNDS_QUICK if self.quick else ROUNDS
+            rounds = 1 if phase in ONE_ROUND_PHASES else ROUNDS_QUICK if self.quick else ROUNDS
             for index in range(rounds):
                 for kind in kinds:
                     print(f"[{kind}] {phase}, round {index + 1} of {rounds}", flush=True)
