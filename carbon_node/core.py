@@ -150,7 +150,12 @@ class TaskOutput:
 
 
 class TaskHandler(Protocol):
-    """What the bus runtime calls for each task. Implementations must not raise from ``fail``."""
+    """What the bus runtime calls for each task. Implementations must not raise from ``fail``.
+
+    A handler may also have ``measure_queue(inputs) -> str``: the queue a task it put on ``Lane.MEASURE``
+    waits in (the measure host chosen for it, ``""`` for the node's own lane; cheap, called right after
+    ``lane``). Measurements of different queues run at the same time, each queue in arrival order.
+    """
 
     def lane(self, inputs: TaskInputs) -> Lane:
         """Which lane the complete task runs on (cheap, must not block)."""

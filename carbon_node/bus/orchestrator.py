@@ -403,8 +403,9 @@ def send_task(
     task_id: TaskId | None = None,
     latency_unit: str | None = None,
     discovery_timeout_s: float | None = None,
+    hw_description: str = "",
 ) -> SendResult:
-    """Publish one task (model, HW latency, power in W) and wait for its output.
+    """Publish one task (model, HW latency, power in W, the selected hardware's name) and wait for its output.
 
     ``latency`` is in the node's own unit when ``latency_unit`` is None; otherwise it is in
     ``latency_unit`` (h, s or ms) and converted to the node's unit (:func:`node_latency_unit`).
@@ -425,7 +426,7 @@ def send_task(
         orchestrator.publish_task(
             task,
             MLModelImpl(model=model, model_path=model_path, extra_data=_json_bytes(ml_extra)),
-            HWResourceImpl(latency=latency_sent, power_consumption=power),
+            HWResourceImpl(hw_description=hw_description, latency=latency_sent, power_consumption=power),
             UserInputImpl(extra_data=_json_bytes(user_extra)),
         )
         orchestrator.wait_node(discovery_s)

@@ -30,6 +30,7 @@ from carbon_node.cli.flags import (
     settings_flags,
 )
 from carbon_node.cli.model_arg import model_argument
+from carbon_node.cli.pool import POOL_COMMANDS
 from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name, load_settings
 
 if TYPE_CHECKING:
@@ -92,6 +93,7 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
             task_id=_task_id(args.task_id),
             latency_unit=args.latency_unit,
             discovery_timeout_s=args.discovery_timeout_s,
+            hw_description=args.hw_description,
         )
     except NodeNotSeen as exc:
         print(f"{PROG}: {exc}: {NO_NODE_HINT}", file=sys.stderr)
@@ -290,4 +292,5 @@ COMMANDS = {
     "make-model": _cmd_make_model,
     "results": _cmd_results,
     "report": _cmd_report,
+    **POOL_COMMANDS,
 }

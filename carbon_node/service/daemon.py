@@ -4,7 +4,9 @@ Start-up, in this order (so that NODE_IDLE is published well within 1.5 s of pro
 
 1. the measurement worker (:class:`~carbon_node.measure.client.WorkerMeasurer`) is started at once and
    warms up (imports torch, transformers, carbontracker) in its own process, in the background;
-2. the engine, the journal and the bus runtime are built; the runtime publishes INITIALIZING then IDLE;
+2. the engine (with the measurement pool: :mod:`carbon_node.service.pool`, which joins the domain on a
+   participant of its own), the journal and the bus runtime are built; the runtime publishes
+   INITIALIZING then IDLE;
 3. metrics are served (when ``metrics_port`` is set) and systemd is told ``READY=1``.
 
 This process itself never imports torch, transformers or carbontracker: it only speaks DDS.
@@ -43,6 +45,7 @@ import structlog
 from carbon_node.base import CarbonNodeError, version
 from carbon_node.measure.protocol import Measurement, MeasureSpec
 from carbon_node.service.health import Heartbeat, heartbeat_path
+from carbon_node.service.metrics import POOL_STATS
 from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
 
@@ -111,6 +114,8 @@ class Daemon:
         self._reload_wanted = False
         self._stop_reason = ""
         self.measurer: Any = None
+        self.pool: Any = None
+        """Where measurements run: the pool of measure hosts, or only this host (:mod:`carbon_node.service.pool`)."""
         self.engine: Any = None
         self.journal: Journal | None = None
         self.runtime: Any = None
@@ -139,11 +144,16 @@ class Daemon:
             pending=lambda: self.runtime.stats().pending if self.runtime is not None else 0,
             in_flight=lambda: self.runtime.stats().in_flight if self.runtime is not None else 0,
             worker_restarts=lambda: _stat(self.measurer, "worker_restarts"),
+            pool=lambda: {name: _stat(self.pool, name) for name in POOL_STATS},
         )
 
         from carbon_node.engine.engine import Engine
+        from carbon_node.service.pool import connect_pool, node_placer
 
-        self.engine = Engine(engine_config(s), ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
+        observe = self.metrics.observe_measurement
+        self.pool = node_placer(s, ObservedMeasurer(self.measurer, observe), observe)
+        self.engine = Engine(engine_config(s), self.pool)
+        connect_pool(self.pool, s)  # discovery of the hosts goes on while the runtime starts
         self.journal = self._open_journal()
         from carbon_node.bus.upstream import LOADER_PATH_FIX, choose_bus, make_bus
 
@@ -188,7 +198,15 @@ class Daemon:
             "version": version(),
             "bus": self.bus_kind,
             "settings": self.settings.public_dict(),
+            "measure_pool": self._describe_pool(),
         }
+
+    def _describe_pool(self) -> dict[str, Any]:
+        """The pool in ``describe``: the live hosts and the counts, or where every measurement runs."""
+        describe = getattr(self.pool, "describe", None)
+        if callable(describe):
+            return dict(describe())
+        return {"enabled": False, "local_hardware": list(getattr(self.pool, "hardware", ()))}
 
     def _on_output(self, output: TaskOutput) -> None:
         # The runtime writes the one log line per task; this hook only feeds the metrics.
@@ -317,6 +335,9 @@ class Daemon:
         if self.runtime is not None:
             clean = bool(self.runtime.stop(timeout_s=s.shutdown_timeout_s))
         self.heartbeat.remove()
+        close_pool = getattr(self.pool, "close", None)
+        if callable(close_pool):
+            close_pool()
         if self.measurer is not None:
             self.measurer.close(timeout_s=WORKER_CLOSE_TIMEOUT_S)
         close_journal = getattr(self.journal, "close", None)
