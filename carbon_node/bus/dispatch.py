@@ -308,6 +308,7 @@ def _log_answer(job: Job, output: TaskOutput, timings: Mapping[str, float]) -> N
         task_id=str(output.task_id),
         mode=output.mode,
         lane=job.lane.value,
+        **({"measure_queue": job.queue} if job.queue else {}),
         replay=job.replay,
         model=_shorten(ml.model) if ml is not None else None,
         carbon_g=output.carbon_g,

@@ -73,7 +73,8 @@ class PoolMeasurer:
 
     ``local`` measures on the node's own worker; ``hardware`` is what the node's own host answers to;
     ``task_timeout_s`` is read for every request (a reload changes it); ``on_measurement`` sees each
-    measurement a host made (metrics). Until :meth:`connect` is given a client, every task is local.
+    measurement a host made (metrics); ``reply_grace_s``, ``avoid_s``: :data:`REPLY_GRACE_S`, :data:`AVOID_S`.
+    Until :meth:`connect` is given a client, every task is local.
     """
 
     def __init__(
@@ -84,9 +85,13 @@ class PoolMeasurer:
         fallback: Fallback = "local",
         task_timeout_s: Callable[[], float] = lambda: 75.0,
         on_measurement: Callable[[Measurement], None] | None = None,
+        reply_grace_s: float = REPLY_GRACE_S,
+        avoid_s: float = AVOID_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.local = local
+        self.reply_grace_s = reply_grace_s
+        self.avoid_s = avoid_s
         self.hardware = tuple(hardware)
         self.fallback = fallback
         self._timeout_s = task_timeout_s
@@ -147,7 +152,7 @@ class PoolMeasurer:
         client = self.client
         if client is None or not client.is_live(host):
             return self._fall_back(spec, placement, f"measure host {host} went away before the measurement (liveliness lost)")
-        timeout_s = float(self._timeout_s()) + REPLY_GRACE_S
+        timeout_s = float(self._timeout_s()) + self.reply_grace_s
         outcome = client.ask(
             host, model=spec.model, window_s=spec.window_s, unsupported_models=spec.unsupported_models, timeout_s=timeout_s
         )
@@ -157,8 +162,8 @@ class PoolMeasurer:
             raise WorkerCrashed(f"the measurement of {spec.model!r} on measure host {host} was aborted")
         if outcome.kind == "timeout":
             with self._lock:
-                self._avoid_until[host] = self._clock() + AVOID_S
-            why = f"measure host {host} did not answer within {timeout_s:g} s (left out for {AVOID_S:g} s)"
+                self._avoid_until[host] = self._clock() + self.avoid_s
+            why = f"measure host {host} did not answer within {timeout_s:g} s (left out for {self.avoid_s:g} s)"
         elif outcome.kind == "gone":
             why = f"measure host {host} went away during the measurement (liveliness lost after {outcome.elapsed_s:.1f} s)"
         else:

@@ -13,7 +13,6 @@ Decoding is strict about types (a peer may send anything): :func:`measurement_fr
 ``ValueError`` for anything that is not a valid Measurement, never another exception.
 """
 
-
 import dataclasses
 import json
 import math
