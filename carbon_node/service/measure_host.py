@@ -9,7 +9,8 @@ GPU and CPU models) and the power sources it can read. It never reads a SustainM
 Like the node it tells systemd ``READY=1`` once it serves, pings the watchdog from its main loop, keeps a
 heartbeat file in ``state_dir`` for ``carbon-node health``, and on the first SIGTERM/SIGINT answers its
 queued requests with an error (their nodes measure elsewhere at once), finishes the running window
-within ``shutdown_timeout_s`` and leaves the domain; a second signal ends it at once.
+within ``shutdown_timeout_s`` and leaves the domain; a second signal ends it at once. SIGHUP is logged
+and otherwise ignored: a measure host reads its settings at start only.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def run_measure_host(settings: Settings, hardware: tuple[str, ...] = (), notifie
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP (a closed terminal, a reload): a measure host reads its settings at start only; never die of it.
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: log.warning("reload.unsupported", hint="restart the measure host"))
     scratch_dir = settings.state_dir / "scratch"
     scratch_dir.mkdir(parents=True, exist_ok=True)
     measurer = worker_measurer(settings, scratch_dir)
