@@ -139,6 +139,17 @@ class TaskOutput:
     def mode(self) -> str:
         return str(self.extra_data.get("mode", ""))
 
+    @classmethod
+    def published(
+        cls, task_id: TaskId, carbon_g: float, energy_kwh: float, grid_ci_g_per_kwh: float, extra_bytes: bytes
+    ) -> TaskOutput:
+        """An output as some node published it (a standby reads the active node's): its ``extra_data`` is
+        decoded for reading, and its bytes are kept as they were published."""
+        extra, _ = decode_extra_data(extra_bytes)
+        output = cls(task_id, carbon_g, energy_kwh, grid_ci_g_per_kwh, extra)
+        object.__setattr__(output, "_extra_bytes", bytes(extra_bytes))
+        return output
+
     def extra_data_bytes(self) -> bytes:
         """``extra_data`` as published (:func:`encode_extra_data`), encoded on the first call only: the
         runtime checks, journals and publishes the same bytes."""

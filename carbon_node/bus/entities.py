@@ -33,6 +33,7 @@ from carbon_node.bus.qos import (
     control_reader_qos,
     input_reader_qos,
     output_writer_qos,
+    standby_output_reader_qos,
     status_writer_qos,
 )
 from carbon_node.wire import CO2FootprintImpl, HWResourceImpl, MLModelImpl, NodeControlImpl, NodeStatusImpl, UserInputImpl
@@ -69,6 +70,8 @@ class BusEntities:
         self.waitset: WaitSet | None = None
         self.guard: GuardCondition | None = None
         self.conditions: list[ReadCondition] = []
+        self.output_reader: DataReader[CO2FootprintImpl] | None = None
+        self._output_condition: ReadCondition | None = None
 
     def open_tasks(self, responder: ConfigResponder) -> None:
         """Create the readers, the output writer, the configuration service (answering with ``responder``)
@@ -93,6 +96,33 @@ class BusEntities:
         for condition in self.conditions:
             self.waitset.attach(condition)
 
+    def watch(self, condition: Any) -> None:
+        """Wake the bus thread on ``condition`` too (a condition of a reader on this participant)."""
+        assert self.waitset is not None
+        self.waitset.attach(condition)
+
+    def open_output_watch(self) -> DataReader[CO2FootprintImpl]:
+        """A reader of the output topic, watched by the bus thread: a standby reads what the active node
+        answers. Closed by :meth:`close_output_watch` when the node becomes active."""
+        participant = self.participant
+        assert participant is not None and self.waitset is not None
+        if self.output_reader is None:
+            self.output_reader = DataReader(
+                participant, Topic(participant, OUTPUT_TOPIC, CO2FootprintImpl), qos=standby_output_reader_qos()
+            )
+            self._output_condition = ReadCondition(self.output_reader, SampleState.NotRead | ViewState.Any | InstanceState.Any)
+            self.waitset.attach(self._output_condition)
+        return self.output_reader
+
+    def close_output_watch(self) -> None:
+        """Delete the output reader (an active node does not read its own outputs back)."""
+        reader, condition = self.output_reader, self._output_condition
+        self.output_reader = self._output_condition = None
+        if condition is not None and self.waitset is not None:
+            self.waitset.detach(condition)
+        delete_entity(condition)
+        delete_entity(reader)
+
     def wait(self, timeout_s: float) -> None:
         """Block until a reader has samples not read yet, :meth:`wake` was called, or ``timeout_s`` passed.
 
@@ -113,6 +143,7 @@ class BusEntities:
         """Delete the participant and with it every entity; forget the handles."""
         participant, self.participant = self.participant, None
         self.status_writer = self.output_writer = self.control_reader = None
+        self.output_reader = self._output_condition = None
         self.input_readers = []
         self.config = None
         self.waitset = self.guard = None

@@ -27,6 +27,7 @@ __all__ = [
     "orchestrator_output_reader_qos",
     "orchestrator_status_reader_qos",
     "output_writer_qos",
+    "standby_output_reader_qos",
     "status_writer_qos",
 ]
 
@@ -72,6 +73,12 @@ def input_reader_qos() -> Qos:
 def output_writer_qos() -> Qos:
     """Node's writer of ``/sustainml/carbon_tracker/output``: same as the input readers."""
     return input_reader_qos()
+
+
+def standby_output_reader_qos() -> Qos:
+    """A standby's reader of the active node's outputs: RELIABLE, TRANSIENT_LOCAL, KEEP_LAST 1, no instance
+    limit (a full reliable reader would hold up the active node's writer)."""
+    return Qos(_RELIABLE, Policy.Durability.TransientLocal, _KEEP_LAST_1, _XCDR1)
 
 
 def config_qos() -> Qos:

@@ -32,6 +32,11 @@ Threads and who owns what:
 - ``start`` builds the entities on a thread of its own (``carbon-bus-start``), so that a hung
   participant creation cannot hang the caller beyond its timeout.
 
+With ``standby`` options the node takes part in the one-active rule of :mod:`carbon_node.bus.standby`:
+it announces itself, decides after a short grace whether it is active, and while it stands by the bus
+thread holds released tasks instead of dispatching them, reads the output topic, publishes nothing,
+and takes over (status, then every held task) once the rule makes it active.
+
 One lock, the runtime's (reentrant), guards the assembler, the dispatcher's bookkeeping and the order
 of status and output samples; the dispatcher's condition on it wakes ``wait_idle`` and ``stop``.
 
@@ -68,8 +73,9 @@ from carbon_node.bus.dispatch import Dispatcher
 from carbon_node.bus.entities import BusEntities
 from carbon_node.bus.lanes import THREAD_JOIN_S
 from carbon_node.bus.publication import Publication, make_status
-from carbon_node.core import Journal, TaskHandler, TaskOutput
-from carbon_node.wire import NodeControlImpl, Status
+from carbon_node.bus.standby import Standby, StandbyOptions, StandbyView
+from carbon_node.core import Journal, TaskHandler, TaskId, TaskOutput
+from carbon_node.wire import CO2FootprintImpl, NodeControlImpl, Status
 
 __all__ = ["NodeRuntime", "RuntimeStats", "check_output", "fail_safely", "make_status"]
 
@@ -112,6 +118,8 @@ class NodeRuntime:
         config_responder: ConfigResponder | None = None,
         clock: Callable[[], float] = time.monotonic,
         heartbeat: Callable[[], None] | None = None,
+        standby: StandbyOptions | None = None,
+        on_role: Callable[[StandbyView], None] | None = None,
     ) -> None:
         if fast_workers < 1:
             raise ValueError(f"fast_workers must be >= 1, got {fast_workers}")
@@ -127,6 +135,12 @@ class NodeRuntime:
         self._dispatch = Dispatcher(
             handler, self._publication, self._lock, journal=journal, on_output=on_output, fast_workers=fast_workers, clock=clock
         )
+
+        self._journal = journal
+        self._standby_options = standby
+        self._standby: Standby | None = None
+        self._on_role = on_role  # told each role this node takes (outside the lock)
+        self._activations = 0  # times this node became active: INITIALIZING goes out the first time only
 
         self._started = False
         self._stopped = False
@@ -167,16 +181,42 @@ class NodeRuntime:
         entities = self._entities = BusEntities(self._domain_id)
         assert entities.status_writer is not None
         self._publication.attach_status(entities.status_writer)
-        self._publication.publish_status(Status.NODE_INITIALIZING)
+        if self._standby_options is None:
+            self._publication.publish_status(Status.NODE_INITIALIZING)
         entities.open_tasks(self._responder)
         assert entities.output_writer is not None
         self._publication.attach_output(entities.output_writer)
         self._dispatch.open()
-        # IDLE first: a task replayed at start-up then publishes RUNNING after it, never before.
-        self._publication.publish_status(Status.NODE_IDLE)
+        if self._standby_options is None:
+            self._activations = 1
+            # IDLE first: a task replayed at start-up then publishes RUNNING after it, never before.
+            self._publication.publish_status(Status.NODE_IDLE)
+        else:
+            self._open_standby(entities, self._standby_options)
         self._bus_thread = threading.Thread(target=self._bus_loop, name="carbon-bus", daemon=True)
         self._bus_thread.start()
-        log.info("node_started", domain_id=self._domain_id, node_name=NODE_NAME)
+        role = self._standby.role if self._standby is not None else None
+        log.info("node_started", domain_id=self._domain_id, node_name=NODE_NAME, **({"role": role} if role else {}))
+
+    def _open_standby(self, entities: BusEntities, options: StandbyOptions) -> None:
+        """Announce this node, listen for the grace, decide; an active node publishes INITIALIZING, IDLE."""
+        from carbon_node.bus.announce import AnnouncementBoard, Announcer
+
+        participant = entities.participant
+        assert participant is not None
+        state = "starting" if options.enabled else "active"
+        announcer = Announcer(
+            participant, role="node", node_id=options.node_id, state=state, standby_enabled=options.enabled, detail=options.detail
+        )
+        board = AnnouncementBoard(participant)
+        entities.watch(board.condition)
+        standby = self._standby = Standby(
+            announcer, board, journal=self._journal, clock=self._clock, grace_s=options.grace_s, enabled=options.enabled
+        )
+        if options.enabled:
+            entities.open_output_watch()
+            time.sleep(standby.decide_in_s())  # the announcements and outputs already on the domain arrive
+        self._standby_step(standby)
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Stop accepting tasks, let running ones finish, answer the rest with errors, publish NODE_TERMINATING.
@@ -196,7 +236,12 @@ class NodeRuntime:
         if self._bus_thread is not None:
             self._bus_thread.join(min(THREAD_JOIN_S, max(0.0, deadline - time.monotonic())) + 0.1)
         clean = self._dispatch.drain(deadline)
-        self._publication.publish_status(Status.NODE_TERMINATING)
+        standby = self._standby
+        if standby is None or not standby.holding:  # a standby has published nothing, nor does it now
+            self._publication.publish_status(Status.NODE_TERMINATING)
+        if standby is not None:
+            # Only now: a standby takes over once this announcement is gone, after every answer went out.
+            standby.announcer.close()
         self._teardown_entities()
         log.info("node_stopped", clean=clean, answered=sum(self._dispatch.by_mode.values()))
         return clean
@@ -214,6 +259,14 @@ class NodeRuntime:
             self._assembler.reconfigure(input_timeout_s=input_timeout_s, max_pending=max_pending)
         if self._entities is not None:
             self._entities.wake()
+
+    def standby_view(self) -> StandbyView | None:
+        """This node's role and the others it sees (None: it does not take part, as upstream nodes)."""
+        standby = self._standby
+        if standby is None:
+            return None
+        with self._lock:
+            return standby.view()
 
     def pending_count(self) -> int:
         """Incomplete tasks waiting for inputs."""
@@ -257,6 +310,9 @@ class NodeRuntime:
         entities.wait(wait_s)
         if not self._dispatch.accepting:
             return
+        standby = self._standby
+        if standby is not None:
+            self._standby_step(standby)
         releases: list[Release] = []
         try:
             for kind, reader in entities.input_readers:
@@ -280,9 +336,66 @@ class NodeRuntime:
             with self._lock:
                 releases.extend(self._assembler.expire())
         finally:
-            # A released task is marked answered in the assembler: route it whatever happened above.
+            # A released task is marked answered in the assembler: route it (or hold it, standing by)
+            # whatever happened above.
             for release in releases:
-                self._dispatch.route(release)
+                if standby is not None and standby.holding:
+                    with self._lock:
+                        standby.hold(release)
+                else:
+                    self._dispatch.route(release)
+
+    # -- standing by -----------------------------------------------------------------------------
+
+    def _standby_step(self, standby: Standby) -> None:
+        """Read what the active node answered, apply the rule, act on a new role."""
+        entities = self._entities
+        assert entities is not None
+        with self._lock:
+            if entities.output_reader is not None:
+                self._observe_outputs(entities.output_reader, standby)
+            role = standby.update() if standby.role == "starting" or standby.board.condition.triggered else None
+            view = standby.view() if role is not None else None
+        if role == "active":
+            self._take_over(standby)
+        elif role == "standby":
+            entities.open_output_watch()
+        if view is not None and self._on_role is not None:
+            try:
+                self._on_role(view)
+            except Exception:
+                log.exception("on_role_failed")
+
+    def _observe_outputs(self, reader: Any, standby: Standby) -> None:
+        """Hand every output sample the active node published to ``standby``. Under the lock."""
+        while True:
+            samples = take_samples(reader, _TAKE_BATCH)
+            for sample in samples:
+                if isinstance(sample, CO2FootprintImpl):
+                    task_id = TaskId(sample.task_id.problem_id, sample.task_id.iteration_id)
+                    extra = bytes(sample.extra_data)
+                    output = TaskOutput.published(
+                        task_id, sample.carbon_footprint, sample.energy_consumption, sample.carbon_intensity, extra
+                    )
+                    standby.observe(output)
+            if len(samples) < _TAKE_BATCH:
+                return
+
+    def _take_over(self, standby: Standby) -> None:
+        """Become the active node: stop reading outputs, publish the status, answer every held task once."""
+        entities = self._entities
+        if entities is not None:
+            entities.close_output_watch()
+        if self._activations == 0:
+            self._publication.publish_status(Status.NODE_INITIALIZING)
+        self._activations += 1
+        self._publication.publish_status(Status.NODE_IDLE)
+        with self._lock:
+            held = standby.take_held()
+        if held:
+            log.info("standby.answering_held", tasks=len(held))
+        for release in held:
+            self._dispatch.route(release)
 
     def _log_control(self) -> None:
         reader = self._entities.control_reader if self._entities is not None else None

@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import structlog
 
@@ -35,8 +35,12 @@ from carbon_node.bus.fingerprint import inputs_fingerprint
 from carbon_node.bus.lanes import measure_queue
 from carbon_node.bus.replay import decide, record
 from carbon_node.bus.runtime import NodeRuntime, RuntimeStats
+from carbon_node.bus.standby import StandbyOptions, StandbyView
 from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput, error_output
 from carbon_node.wire import HWResourceImpl, MLModelImpl, RequestTypeImpl, Status, TaskIdImpl, UserInputImpl
+
+if TYPE_CHECKING:
+    from carbon_node.bus.presence import Presence
 
 __all__ = [
     "Bus",
@@ -160,6 +164,8 @@ class BusFactory(Protocol):
         on_output: Callable[[TaskOutput], None] | None = ...,
         fast_workers: int = ...,
         heartbeat: Callable[[], None] | None = ...,
+        standby: StandbyOptions | None = ...,
+        on_role: Callable[[StandbyView], None] | None = ...,
     ) -> Bus: ...
 
 
@@ -174,12 +180,23 @@ def _upstream_factory(
     on_output: Callable[[TaskOutput], None] | None = None,
     fast_workers: int = 2,
     heartbeat: Callable[[], None] | None = None,
+    standby: StandbyOptions | None = None,
+    on_role: Callable[[StandbyView], None] | None = None,
 ) -> Bus:
     # The upstream library reads SUSTAINML_DOMAIN_ID itself (when its node is built): hand it the domain
     # the settings resolved (flag, file or environment). It has no input timeout or pending bound.
     os.environ["SUSTAINML_DOMAIN_ID"] = str(domain_id)
     log.info("upstream_bus_options_ignored", input_timeout_s=input_timeout_s, max_pending=max_pending)
-    return UpstreamRuntime(handler, journal=journal, describe=describe, on_output=on_output, heartbeat=heartbeat)
+    return UpstreamRuntime(
+        handler,
+        journal=journal,
+        describe=describe,
+        on_output=on_output,
+        heartbeat=heartbeat,
+        standby=standby,
+        on_role=on_role,
+        domain_id=domain_id,
+    )
 
 
 def resolve_bus_kind(kind: str) -> str:
@@ -249,9 +266,18 @@ class UpstreamRuntime:
         describe: Callable[[], Mapping[str, Any]] | None = None,
         on_output: Callable[[TaskOutput], None] | None = None,
         heartbeat: Callable[[], None] | None = None,
+        standby: StandbyOptions | None = None,
+        on_role: Callable[[StandbyView], None] | None = None,
+        domain_id: int | None = None,
     ) -> None:
         self._handler = handler
         self._heartbeat = heartbeat
+        self._standby_options = standby
+        self._on_role = on_role
+        self._domain_id = domain_id
+        self._presence: Presence | None = None
+        self._node_lock = threading.Lock()
+        self._module: Any = None
         self._journal = journal
         self._on_output = on_output
         self._responder = describe_responder(describe)
@@ -267,15 +293,37 @@ class UpstreamRuntime:
         self._spin_thread: threading.Thread | None = None
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Create the upstream node and spin it on a thread."""
+        """Create the upstream node and spin it on a thread; with ``standby`` options, once the standby
+        rule makes this node active (:mod:`carbon_node.bus.presence`)."""
         try:
             module = importlib.import_module(UPSTREAM_MODULE)
         except ImportError as exc:
             raise BusError(f"upstream bindings not importable ({UPSTREAM_MODULE}): {exc}") from exc
-        self._node_class = module.CarbonFootprintNode
-        self._node = self._node_class(callback=self._task_callback, service_callback=self._service_callback)
-        self._spin_thread = threading.Thread(target=self._node.spin, name="carbon-upstream-spin", daemon=True)
-        self._spin_thread.start()
+        self._module = module
+        if self._standby_options is None:
+            self._start_node()
+            return
+        from carbon_node.bus.presence import Presence
+
+        domain_id = self._domain_id if self._domain_id is not None else int(os.environ.get("SUSTAINML_DOMAIN_ID", "0"))
+        self._presence = Presence(
+            domain_id, self._standby_options, on_active=self._start_node, on_role=self._on_role, heartbeat=self._heartbeat
+        )
+        self._presence.start()
+
+    def standby_view(self) -> StandbyView | None:
+        """This node's role among the carbon nodes of its domain (None without standby options)."""
+        return self._presence.view() if self._presence is not None else None
+
+    def _start_node(self) -> None:
+        """Create the upstream node (it publishes its status) and spin it on a thread; once."""
+        with self._node_lock:
+            if self._node is not None:
+                return
+            self._node_class = self._module.CarbonFootprintNode
+            self._node = self._node_class(callback=self._task_callback, service_callback=self._service_callback)
+            self._spin_thread = threading.Thread(target=self._node.spin, name="carbon-upstream-spin", daemon=True)
+            self._spin_thread.start()
         if self._heartbeat is not None:
             threading.Thread(target=self._beat_while_spinning, name="carbon-upstream-heartbeat", daemon=True).start()
         log.info("node_started", bus="sustainml")
@@ -289,7 +337,14 @@ class UpstreamRuntime:
 
     def stop(self, timeout_s: float = 30.0) -> bool:
         """Terminate the upstream node (process-wide, as upstream) and wait for running tasks."""
-        if self._node_class is None:
+        presence, self._presence = self._presence, None
+        if presence is not None:
+            presence.stop_following()  # no takeover from here on
+        with self._node_lock:
+            started = self._node_class is not None
+        if not started:
+            if presence is not None:
+                presence.close()
             return True
         idle = self.wait_idle(timeout_s)
         self._node_class.terminate()
@@ -297,6 +352,8 @@ class UpstreamRuntime:
             self._spin_thread.join(max(0.1, timeout_s))
             idle = idle and not self._spin_thread.is_alive()
         self._node = self._node_class = None
+        if presence is not None:
+            presence.close()  # unannounced once everything is answered: a standby takes over now
         return idle
 
     def wait_idle(self, timeout_s: float) -> bool:
@@ -372,6 +429,10 @@ class UpstreamRuntime:
         stored = decide(self._journal, inputs, fingerprint).replay
         if stored is not None:
             return stored, True
+        seen = self._presence.answered(inputs.task_id) if self._presence is not None else None
+        if seen is not None:  # answered by the node this one took over from: the same output again
+            record(self._journal, seen, fingerprint)
+            return seen, True
         try:
             if self._handler.lane(inputs) is Lane.MEASURE:
                 queue = measure_queue(self._handler, inputs)

@@ -50,6 +50,7 @@ from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
 
 if TYPE_CHECKING:
+    from carbon_node.bus.standby import StandbyView
     from carbon_node.core import Journal, TaskOutput
     from carbon_node.service.metrics import NodeMetrics
     from carbon_node.service.reload import ReloadPlan
@@ -112,6 +113,7 @@ class Daemon:
         self._stop = threading.Event()
         self._wake = threading.Event()  # a stop or a reload was requested
         self._reload_wanted = False
+        self._ready = False
         self._stop_reason = ""
         self.measurer: Any = None
         self.pool: Any = None
@@ -120,6 +122,8 @@ class Daemon:
         self.journal: Journal | None = None
         self.runtime: Any = None
         self.metrics: NodeMetrics | None = None
+        self.node_id = ""
+        """This node's id among the carbon nodes of its domain (set at start)."""
         self.bus_kind: str = settings.bus
         """The bus in use: ``settings.bus`` with ``auto`` resolved once the node starts."""
         self.heartbeat = Heartbeat(heartbeat_path(settings.state_dir))
@@ -144,6 +148,8 @@ class Daemon:
             pending=lambda: self.runtime.stats().pending if self.runtime is not None else 0,
             in_flight=lambda: self.runtime.stats().in_flight if self.runtime is not None else 0,
             worker_restarts=lambda: _stat(self.measurer, "worker_restarts"),
+            active=lambda: 0 if self._standby_view().get("role") == "standby" else 1,
+            held=lambda: float(self._standby_view().get("held_tasks") or 0),
             pool=lambda: {name: _stat(self.pool, name) for name in POOL_STATS},
         )
 
@@ -153,7 +159,6 @@ class Daemon:
         observe = self.metrics.observe_measurement
         self.pool = node_placer(s, ObservedMeasurer(self.measurer, observe), observe)
         self.engine = Engine(engine_config(s), self.pool)
-        connect_pool(self.pool, s)  # discovery of the hosts goes on while the runtime starts
         self.journal = self._open_journal()
         from carbon_node.bus.upstream import LOADER_PATH_FIX, choose_bus, make_bus
 
@@ -163,6 +168,17 @@ class Daemon:
         self.bus_kind = choice.kind
         runtime_factory: Callable[..., Any] = make_bus(self.bus_kind)
         self.heartbeat.start()
+        from carbon_node.bus.announce import new_node_id
+        from carbon_node.bus.standby import StandbyOptions
+
+        self.node_id = new_node_id()
+        connect_pool(self.pool, s, self.node_id)  # discovery of the hosts goes on while the runtime starts
+        standby = StandbyOptions(
+            enabled=s.standby,
+            node_id=self.node_id,
+            detail={"bus": self.bus_kind, "domain_id": s.domain_id, "pid": os.getpid()},
+            grace_s=s.standby_grace_s,
+        )
         self.runtime = runtime_factory(
             self.engine,
             domain_id=s.domain_id,
@@ -172,14 +188,26 @@ class Daemon:
             describe=self.describe,
             on_output=self._on_output,
             heartbeat=self.heartbeat.beat,
+            standby=standby,
+            on_role=self._on_role,
         )
         # Metrics first: a port clash fails start-up before the bus announces the node, and a client
         # that saw IDLE can scrape at once.
         if s.metrics_port is not None:
             self.metrics.serve(s.metrics_port, s.metrics_host)
         self.runtime.start(timeout_s=START_TIMEOUT_S)
-        log.info("node.idle", domain_id=s.domain_id, bus=self.bus_kind, state_dir=str(s.state_dir))
-        self.notifier.ready(status=f"idle on DDS domain {s.domain_id}")
+        view = self._standby_view()
+        log.info(
+            "node.idle",
+            domain_id=s.domain_id,
+            bus=self.bus_kind,
+            state_dir=str(s.state_dir),
+            role=view.get("role"),
+            node_id=self.node_id,
+            **({"active_node": view.get("active_node")} if view.get("role") == "standby" else {}),
+        )
+        self._ready = True
+        self.notifier.ready(status=self._status_text())
         self.notifier.watchdog()
 
     def _open_journal(self) -> Journal | None:
@@ -197,6 +225,7 @@ class Daemon:
             "node": "CARBON_FOOTPRINT_NODE",
             "version": version(),
             "bus": self.bus_kind,
+            "standby": self._standby_view(),
             "settings": self.settings.public_dict(),
             "measure_pool": self._describe_pool(),
         }
@@ -207,6 +236,27 @@ class Daemon:
         if callable(describe):
             return dict(describe())
         return {"enabled": False, "local_hardware": list(getattr(self.pool, "hardware", ()))}
+
+    def _standby_view(self) -> dict[str, Any]:
+        """The node's role among the carbon nodes of its domain (see :mod:`carbon_node.bus.standby`)."""
+        view_of = getattr(self.runtime, "standby_view", None)
+        view = view_of() if callable(view_of) else None
+        if view is None:
+            return {"enabled": False, "role": "active"}
+        return {"enabled": self.settings.standby, **view.as_dict()}
+
+    def _on_role(self, view: StandbyView) -> None:
+        """A new role (decided at start, a takeover, a step down): said in the health file and to systemd."""
+        self.heartbeat.note(role=view.role, active_node=view.active_node_id, active_host=view.active_host)
+        if self._ready:  # at start, READY=1 carries it
+            self.notifier.status(self._status_text())
+
+    def _status_text(self) -> str:
+        """The one line ``systemctl status`` shows."""
+        view = self._standby_view()
+        if view.get("role") == "standby":
+            return f"standby for {view.get('active_node')} on DDS domain {self.settings.domain_id}"
+        return f"idle on DDS domain {self.settings.domain_id}"
 
     def _on_output(self, output: TaskOutput) -> None:
         # The runtime writes the one log line per task; this hook only feeds the metrics.
@@ -239,7 +289,7 @@ class Daemon:
             reread = self._reread()
         except CarbonNodeError as exc:
             log.error("reload.failed", error=str(exc), consequence="the running settings stay as they were")
-            self.notifier.ready(status=f"idle on DDS domain {self.settings.domain_id}")
+            self.notifier.ready(status=self._status_text())
             return None
         plan = plan_reload(self.settings, reread)
         self._apply(plan)
@@ -250,7 +300,7 @@ class Daemon:
             restart_needed=sorted(plan.restart_needed),
             **({"hint": "restart the node for these: systemctl restart carbon-node"} if plan.restart_needed else {}),
         )
-        self.notifier.ready(status=f"idle on DDS domain {self.settings.domain_id}")
+        self.notifier.ready(status=self._status_text())
         return plan
 
     def _apply(self, plan: ReloadPlan) -> None:

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -237,6 +238,41 @@ def _check_dds(report: Report, settings: Settings, sys_root: Path) -> None:
     report.add("dds", "hostname", "ok", socket.gethostname())
 
 
+NODES_LISTEN_S = 1.0
+"""Seconds ``doctor`` listens for the carbon nodes announced on the domain."""
+
+
+def _check_nodes(report: Report, settings: Settings, quick: bool) -> None:
+    """Which carbon nodes answer on the domain, and which one is active (the standby rule)."""
+    if quick:
+        return
+    try:
+        from carbon_node.bus.announce import AnnouncementBoard
+        from carbon_node.bus.cyclone import create_participant, delete_entity
+        from carbon_node.bus.standby import active_node
+
+        participant = create_participant(settings.domain_id, "CARBON_NODE_DOCTOR")
+        try:
+            board = AnnouncementBoard(participant)
+            time.sleep(NODES_LISTEN_S)
+            nodes = board.live("node")
+        finally:
+            delete_entity(participant)
+    except Exception as exc:  # no network, a bad CYCLONEDDS_URI: the DDS checks above say more
+        report.add("dds", "carbon_nodes", "warn", f"cannot listen on domain {settings.domain_id}: {exc}")
+        return
+    mode = "on" if settings.standby else "off (this node would always answer)"
+    if not nodes:
+        report.add("dds", "carbon_nodes", "ok", f"no carbon node announced on domain {settings.domain_id}; standby {mode}")
+        return
+    active = active_node(nodes)
+    listing = "; ".join(
+        f"{n.node_id} on {n.host_name}: {n.state or '?'}{' (standby off)' if not n.standby_enabled else ''}" for n in nodes
+    )
+    first = f"active: {active.node_id}" if active is not None else "none takes part in the standby rule"
+    report.add("dds", "carbon_nodes", "ok", f"{len(nodes)} on domain {settings.domain_id} ({first}): {listing}; standby {mode}")
+
+
 def _check_upstream(report: Report, settings: Settings) -> None:
     """Which bus ``carbon-node run`` will use, and why: the probe ``run`` makes (it imports the bindings'
     node module and, through it, their native libraries)."""
@@ -314,6 +350,7 @@ def run_checks(
     _check_power(report, settings, quick, sys_root)
     _check_intensity(report, settings, quick)
     _check_dds(report, settings, sys_root)
+    _check_nodes(report, settings, quick)
     _check_upstream(report, settings)
     _check_pool(report, settings, quick)
     _check_dirs(report, settings, sources or {})

@@ -57,6 +57,17 @@ class Heartbeat:
         os.replace(tmp, self.path)
         self._last = time.monotonic()
 
+    def note(self, **fields: object) -> None:
+        """Rewrite the file with ``fields`` added (the node's role): a health check says them. Never raises."""
+        try:
+            current = json.loads(self.path.read_text())
+            current = current if isinstance(current, dict) else {}
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            tmp.write_text(json.dumps({**current, **fields}) + "\n")
+            os.replace(tmp, self.path)
+        except (OSError, ValueError) as exc:
+            log.warning("heartbeat_note_failed", path=str(self.path), error=str(exc))
+
     def beat(self) -> None:
         """Refresh the file's modification time if the last refresh is ``interval_s`` old; never raises."""
         now = time.monotonic()
@@ -102,7 +113,12 @@ def check_heartbeat(path: Path, max_age_s: float = DEFAULT_MAX_AGE_S, now_unix_s
         return Health(False, f"unhealthy: cannot read the heartbeat {path}: {exc.strerror or exc}")
     pid = ""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # the age decides; the pid only helps the message
-        pid = f" (pid {int(json.loads(path.read_text())['pid'])})"
+        content = json.loads(path.read_text())
+        pid = f" (pid {int(content['pid'])})"
+        if content.get("role") == "standby":
+            pid += f"; standby for {content.get('active_node')} on {content.get('active_host')}"
+        elif content.get("role") == "active":
+            pid += "; active"
     age_s = max(0.0, now - mtime)
     if age_s > max_age_s:
         return Health(

@@ -63,7 +63,8 @@ class NodeMetrics:
     """The node's metrics in their own registry.
 
     :meth:`observe` is the runtime's ``on_output`` hook, :meth:`observe_measurement` sees each
-    measurement; ``pending``, ``in_flight`` and ``worker_restarts`` are read at scrape time.
+    measurement; ``pending``, ``in_flight``, ``worker_restarts``, ``active`` and ``held`` (the standby
+    role) are read at scrape time.
     """
 
     def __init__(
@@ -72,6 +73,8 @@ class NodeMetrics:
         pending: Callable[[], float] = lambda: 0,
         in_flight: Callable[[], float] = lambda: 0,
         worker_restarts: Callable[[], float] = lambda: 0,
+        active: Callable[[], float] = lambda: 1,
+        held: Callable[[], float] = lambda: 0,
         pool: Callable[[], Mapping[str, float]] = dict,
         registry: CollectorRegistry | None = None,
     ) -> None:
@@ -99,6 +102,12 @@ class NodeMetrics:
             "carbon_node_in_flight_tasks", "Accepted tasks not answered yet (queued or running)", registry=self.registry
         )
         in_flight_gauge.set_function(lambda: float(in_flight()))
+        active_gauge = Gauge(
+            "carbon_node_active", "1 while this node answers tasks, 0 while it stands by for another node", registry=self.registry
+        )
+        active_gauge.set_function(lambda: float(active()))
+        held_gauge = Gauge("carbon_node_standby_held_tasks", "Tasks a standby holds for a takeover", registry=self.registry)
+        held_gauge.set_function(lambda: float(held()))
         for key, (name, text) in POOL_STATS.items():
             Gauge(name, text, registry=self.registry).set_function(_reader(pool, key))
         self._server: Any = None

@@ -52,16 +52,16 @@ def node_placer(
     )
 
 
-def connect_pool(placer: PlacingMeasurer, settings: Settings) -> None:
-    """Join the domain with ``placer``'s pool client (nothing for a :class:`LocalPlacer`); a failure is
-    logged and leaves every measurement local."""
+def connect_pool(placer: PlacingMeasurer, settings: Settings, node_id: str | None = None) -> None:
+    """Join the domain with ``placer``'s pool client (nothing for a :class:`LocalPlacer`), its requests named
+    after ``node_id`` (the node's announced id); a failure is logged and leaves every measurement local."""
     connect = getattr(placer, "connect", None)
     if not callable(connect):
         return
     from carbon_node.bus.pool_client import PoolClient
 
     try:
-        connect(PoolClient(settings.domain_id))
+        connect(PoolClient(settings.domain_id, node_id=node_id))
     except Exception as exc:  # a DDS error must not stop the node: it measures locally as before
         log.warning("pool.unavailable", error=f"{type(exc).__name__}: {exc}"[:300], consequence="every measurement on this host")
 

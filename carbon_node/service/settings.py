@@ -92,6 +92,20 @@ class Settings(BaseSettings):
         "DDS binding: cyclone, the upstream sustainml_py bindings, or auto (upstream when its node module and native "
         "libraries import, else cyclone with a warning)",
     )
+    standby: bool = _field(
+        True,
+        "CARBON_NODE_STANDBY",
+        "with other carbon nodes on the domain, answer only while this is the longest-running one; the others stand by "
+        "and take over when it is gone (off: always answer, as upstream nodes do)",
+    )
+    standby_grace_s: float = _field(
+        0.3,
+        "CARBON_NODE_STANDBY_GRACE_S",
+        "seconds a starting node listens for the carbon nodes already on the domain before it decides to answer; "
+        "raise it where discovery is slow (unicast peer lists across routed networks)",
+        ge=0,
+        le=30,
+    )
     input_timeout_s: float = _field(
         900.0, "CARBON_NODE_INPUT_TIMEOUT_S", "seconds a task may wait for its missing inputs before an error output", gt=0
     )
