@@ -33,6 +33,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from client import BenchClient  # noqa: E402
+from pool import keep_pool_section  # noqa: E402
 
 from carbon_node.measure.tiny import build_tiny_onnx  # noqa: E402
 from carbon_node.wire import Status  # noqa: E402
@@ -717,7 +718,7 @@ def main() -> int:
             bench.client.close()
         table = render(bench.results, args.quick, time.perf_counter() - started, bench.power_sources)
     print(table)
-    args.out.write_text(table)
+    args.out.write_text(table + keep_pool_section(args.out))  # bench/pool.py's rows stay
     return 0
 
 
