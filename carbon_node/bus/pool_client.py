@@ -8,8 +8,9 @@
   (:meth:`PoolClient.hosts`); a host that dies or loses the network is gone within the liveliness lease
   (2 s), and every request waiting on it ends at once as ``gone``;
 - takes the replies and hands each to the request waiting for it, matched by key (request id and host
-  id); a reply that no request waits for any more (abandoned: timed out, its host declared gone, the
-  node stopping) is dropped and counted (:attr:`PoolClient.late_replies`).
+  id); a reply to this node that no request waits for any more (abandoned: timed out, its host declared
+  gone, the node stopping) is dropped and counted (:attr:`PoolClient.late_replies`); replies to other
+  nodes (their request ids start with their own node id) are skipped.
 
 :meth:`PoolClient.ask` writes one request and waits for its outcome, at most its ``timeout_s``; whatever
 the outcome, the request instance is then disposed and unregistered, which tells the host to drop it
@@ -203,10 +204,13 @@ class PoolClient:
             log.warning("pool.host_gone", host=host_id)
         for entry in gone:
             entry.resolve("gone")
+        mine = f"{self.node_id}/"
         for received in self._endpoints.take():
             reply = received.sample
             if reply is None or not received.alive:
                 continue  # the host unregistered a reply (we disposed its request): nothing to do
+            if not reply.request_id.startswith(mine):
+                continue  # a reply to another node that uses the same hosts
             with self._lock:
                 found = self._waiting.get((reply.request_id, reply.host_id))
             if found is None:

@@ -5,8 +5,9 @@
 participant of its own (``CARBON_NODE_MEASURE_HOST``) it
 
 - announces itself (:mod:`carbon_node.bus.announce`, role ``measure_host``): its id, host name, hardware
-  names, the power sources it can read, its version, ``idle`` or ``busy``, and in ``detail`` its queue
-  length, the measurements it served and its pid. The announcement is written once the request reader
+  names, the power sources it can read, its version, ``idle`` or ``busy`` (``unavailable`` once its
+  worker said it cannot measure here: torch or carbontracker missing; nodes then leave it out), and in
+  ``detail`` its queue length, the measurements it served and its pid. The announcement is written once the request reader
   exists, so that a node never asks a host that cannot hear it, and it is unregistered on a clean stop;
 - takes the requests whose ``host_id`` is its own and queues them (at most ``max_queue``; beyond, an
   ``error`` reply at once), checks every field (a peer may send anything: an invalid request gets an
@@ -339,7 +340,11 @@ class MeasureHost:
             endpoints.unregister(old)
 
     def _announced_detail(self) -> dict[str, Any]:
-        return {**self._detail, "pid": os.getpid(), "queue": len(self._queue), "served": self.counts["measured"]}
+        detail = {**self._detail, "pid": os.getpid(), "queue": len(self._queue), "served": self.counts["measured"]}
+        unavailable = getattr(self.measurer, "unavailable", None)
+        if unavailable:
+            detail["unavailable"] = str(unavailable)[:500]
+        return detail
 
     def _announce(self) -> None:
         announcer = self._announcer
@@ -348,6 +353,8 @@ class MeasureHost:
         with self._changed:
             state = "busy" if self._running is not None or self._queue else "idle"
             detail = self._announced_detail()
+        if "unavailable" in detail:  # installed without the measure extra: nodes must not choose it
+            state = "unavailable"
         try:
             announcer.update(state=state, detail=detail)
         except Exception as exc:  # leaving the domain: the lease ends the announcement

@@ -5,7 +5,7 @@ hardware names, state and start time) and picks one, or none, saying why in word
 
 1. hosts whose hardware matches the description (:func:`carbon_node.measure.hardware.match_quality`),
    an exact match before a match by words; hosts the node avoids (one that did not answer in time, for
-   a while) are left out;
+   a while) and hosts that do not serve (state ``unavailable``) are left out;
 2. then the fewest measurements this node has queued on the host (spreads distinct models over hosts of
    the same hardware), one fewer counted for the host that measured this model last for this node (its
    measurement cache may answer at once), which also wins a tie;
@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from carbon_node.bus.announce import CarbonNodeAnnouncementImpl
 from carbon_node.measure.hardware import EXACT, NO_MATCH, match_quality
 
-__all__ = ["Choice", "HostView", "choose_host", "host_view"]
+__all__ = ["SERVING_STATES", "Choice", "HostView", "choose_host", "host_view"]
+
+SERVING_STATES = frozenset({"idle", "busy"})
+"""Announced states of a host that takes requests (``unavailable``: its worker cannot measure)."""
 
 _LISTED_HOSTS = 5
 """Hosts named in a "none matches" reason (the rest are counted)."""
@@ -107,7 +110,7 @@ def choose_host(
     ranked: list[tuple[tuple[int, int, int, int, float, str], HostView, str]] = []
     for host in live:
         quality, name = _best(description, host)
-        if quality == NO_MATCH or host.host_id in avoid:
+        if quality == NO_MATCH or host.host_id in avoid or host.state not in SERVING_STATES:
             continue
         affinity = host.host_id == last_host
         rank = (
@@ -123,6 +126,9 @@ def choose_host(
         avoided = [h for h in live if h.host_id in avoid and _best(description, h)[0] > NO_MATCH]
         if avoided:
             return Choice(None, "", f"the measure hosts with this hardware did not answer in time lately: {_listing(avoided)}")
+        idle = [h for h in live if h.state not in SERVING_STATES and _best(description, h)[0] > NO_MATCH]
+        if idle:
+            return Choice(None, "", f"the measure hosts with this hardware cannot measure (unavailable): {_listing(idle)}")
         return Choice(None, "", f"no live measure host has hardware matching {_short(description)!r} (live: {_listing(live)})")
     rank, host, name = min(ranked, key=lambda item: item[0])
     how = "equal to" if -rank[0] == EXACT else "matching"

@@ -275,7 +275,8 @@ def test_a_rogue_hosts_invalid_measurement_never_reaches_a_task(dds_domain: int,
             dds_domain, "ROGUE_IO", (REQUEST_TOPIC, CarbonNodeMeasureRequestImpl), (REPLY_TOPIC, CarbonNodeMeasureReplyImpl)
         )
         stray = DataWriter(participant, Topic(participant, REPLY_TOPIC, CarbonNodeMeasureReplyImpl), qos=pool_qos())
-        stray.write(CarbonNodeMeasureReplyImpl("nobody/1", rogue.node_id, "measured", "", measurement_to_json(LOCAL), 0.0))
+        for request_id in (f"{client.node_id}/999", "another-node:1:abc/1"):  # one never asked; one to another node
+            stray.write(CarbonNodeMeasureReplyImpl(request_id, rogue.node_id, "measured", "", measurement_to_json(LOCAL), 0.0))
         stop = threading.Event()
 
         def answer_badly() -> None:
@@ -297,7 +298,9 @@ def test_a_rogue_hosts_invalid_measurement_never_reaches_a_task(dds_domain: int,
         assert measured_on.reason.startswith(
             f"measure host {rogue.node_id} sent an invalid measurement (measurement: model is missing)"
         )
-        until(lambda: client.late_replies >= 1)  # the stray reply for a request nobody made
+        until(lambda: client.late_replies >= 1)  # the stray reply to this node, for a request it never made
+        time.sleep(0.3)
+        assert client.late_replies == 1  # the reply to another node is none of this node's business
         stop.set()
         answerer.join(WAIT_S)
         requests.close()

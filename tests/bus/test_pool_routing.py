@@ -60,3 +60,9 @@ def test_an_idle_host_wins_over_a_busy_one_and_an_avoided_host_is_left_out() -> 
 def test_a_reason_quotes_at_most_120_characters_of_a_long_description() -> None:
     reason = choose_host("x" * 5000, [H100]).reason
     assert len(reason) < 400 and "..." in reason
+
+
+def test_a_host_that_cannot_measure_is_left_out() -> None:
+    broken = host("gpu5:1:f", "NVIDIA H100", state="unavailable", started=-5.0)
+    assert choose_host("H100", [broken, H100]).host == H100
+    assert choose_host("H100", [broken]).reason.startswith("the measure hosts with this hardware cannot measure (unavailable)")
