@@ -460,8 +460,44 @@ class Bench:
             self.record("table_power_cv", kind, cv([per_inference_kwh(a) for _, a in runs if a is not None]))
 
 
+def phase_places(bench: Bench, kind: str) -> None:
+    """The grid-intensity lookup a task pays, in this process on the corpus of tests/data/places_corpus.tsv:
+    carbon-node's place resolver (its data load; a text read for the first time; a text read before, from
+    the cache) and, in the baseline column, the lookup carbon-node had before it (carbontracker's
+    country table, then the continent mean, then the world average: what a task paid for its intensity)."""
+    from carbon_node.engine.intensity import ContinentAverage, FixedIntensity, IntensityChain, OfflineTable, WorldAverage
+    from carbon_node.engine.places import PlaceIntensity
+    from carbon_node.engine.task import Location
+
+    print(f"[{kind}] grid intensity lookup per task", flush=True)
+    corpus = Path(__file__).resolve().parent.parent / "tests" / "data" / "places_corpus.tsv"
+    rows = [line.split("\t") for line in corpus.read_text("utf-8").splitlines() if not line.startswith("#")]
+    locations = [Location(region=text.strip(), continent=continent) for text, continent, *_ in rows]
+    if kind == "carbon-node":
+        started = time.perf_counter()
+        source = PlaceIntensity()
+        source.data()
+        bench.record("places_load_s", kind, time.perf_counter() - started)
+        lookup = source.lookup
+    else:
+        table = OfflineTable()
+        old = IntensityChain([FixedIntensity(0.0), table, ContinentAverage(table), WorldAverage()])
+        lookup = old.lookup
+    started = time.perf_counter()
+    for location in locations:
+        lookup(location)
+    bench.record("place_lookup_cold_us", kind, (time.perf_counter() - started) / len(locations) * 1e6)
+    repeats = 20
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for location in locations:
+            lookup(location)
+    bench.record("place_lookup_warm_us", kind, (time.perf_counter() - started) / (repeats * len(locations)) * 1e6)
+
+
 PHASES: dict[str, Callable[[Bench, str], None]] = {
     "start": Bench.phase_start,
+    "places": phase_places,
     "first": Bench.phase_first,
     "no_model": Bench.phase_no_model,
     "onnx": Bench.phase_onnx,
@@ -541,6 +577,17 @@ ROWS: list[Row] = [
     Row("rtt_real_model_first_s", "Round trip, MiniLM-L6 (22M), first (s)"),
     Row("rtt_real_model_repeated_s", "Round trip, MiniLM-L6 (22M), repeated, cache on (s)"),
     Row("start_to_idle_s", "Process start to NODE_IDLE received (s)", "<= 1.0", lambda v, _: v <= 1.0),
+    Row("places_load_s", "Place resolver data load, in the background after start (s)"),
+    Row(
+        "place_lookup_cold_us",
+        "Grid lookup per task, text not read before (us; baseline column: the country-table lookup it replaces)",
+    ),
+    Row(
+        "place_lookup_warm_us",
+        "Grid lookup per task, text read before (us; baseline column: the country-table lookup it replaces)",
+        "<= 1000",
+        lambda v, _: v <= 1000,
+    ),
     Row(
         "start_to_first_answer_s",
         "Process start to first answered task (tiny model), simulated power (s)",

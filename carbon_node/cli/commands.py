@@ -21,6 +21,7 @@ from carbon_node.cli.flags import (
     PROG,
     SECRET_FIELDS,
     SEND_TASK_FIELDS,
+    WHERE_FIELDS,
     configure_logs,
     default_text,
     flag_name,
@@ -124,6 +125,14 @@ def _cmd_estimate(args: argparse.Namespace) -> int:
     model = check_model_argument(model, loaded.settings.allowed_model_dirs)
     configure_logs(loaded.settings, quiet="log_level" not in loaded.sources)
     return run_estimate(loaded.settings, model, args.latency, args.power, args.region, args.model_path, args.json, sys.stdout)
+
+
+def _cmd_where(args: argparse.Namespace) -> int:
+    loaded = load_for(args, WHERE_FIELDS)
+    configure_logs(loaded.settings, quiet="log_level" not in loaded.sources)
+    from carbon_node.cli.where import run_where
+
+    return run_where(loaded.settings, args.place, args.continent, args.json, sys.stdout)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -285,6 +294,7 @@ COMMANDS = {
     "run": _cmd_run,
     "send-task": _cmd_send_task,
     "estimate": _cmd_estimate,
+    "where": _cmd_where,
     "doctor": _cmd_doctor,
     "health": _cmd_health,
     "config": _cmd_config,

@@ -135,6 +135,9 @@ def _rows(output: TaskOutput) -> list[tuple[str, str, str, str]]:
         ("energy consumption", _fmt(output.energy_kwh), "kWh", f"power: {x.get('power_source')} {components}".strip()),
         ("carbon intensity", _fmt(output.grid_ci_g_per_kwh), "gCO2e/kWh", f"{x.get('grid_ci_source')} {zone}".strip()),
     ]
+    match = x.get("grid_ci_match") or {}
+    if match.get("text"):
+        rows.append(("place", str(match.get("matched")), "", f"{match.get('how')} match of {match.get('text')!r}"))
     if x.get("grid_ci_g_per_kwh") != output.grid_ci_g_per_kwh:
         rows.append(("grid intensity", _fmt(x.get("grid_ci_g_per_kwh")), "gCO2e/kWh", "carbon = energy x this intensity"))
     for key, label in (("measured_per_inference", "measured / pass"), ("hw_latency_per_inference", "hw-latency scaled")):

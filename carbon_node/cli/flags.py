@@ -75,6 +75,10 @@ ESTIMATE_FIELDS = (
 invalid bus, journal or metrics setting in the environment does not concern it)."""
 
 
+WHERE_FIELDS = ("grid_ci_g_per_kwh", "live_intensity", "live_intensity_timeout_s", "electricitymaps_api_key", *LOG_FIELDS)
+"""The settings ``where`` uses: those of the intensity chain."""
+
+
 def flag_name(field_name: str) -> str:
     """The command-line flag of a setting."""
     return "--" + field_name.replace("_", "-")

@@ -18,6 +18,7 @@ from carbon_node.cli.flags import (
     RESULT_EXIT_CODES,
     SECRET_FIELDS,
     SEND_TASK_FIELDS,
+    WHERE_FIELDS,
     add_settings_flags,
 )
 from carbon_node.cli.pool import add_pool_commands
@@ -130,6 +131,21 @@ def build_parser() -> argparse.ArgumentParser:
     estimate.add_argument("--region", default="", help="grid region/zone for the carbon intensity (default: resolved)")
     estimate.add_argument("--json", action="store_true", help="print the result as JSON")
     add_settings_flags(estimate, tuple(name for name in ESTIMATE_FIELDS if name not in SECRET_FIELDS))
+
+    where = commands.add_parser(
+        "where",
+        help="the grid intensity the node would use for a place (zone, figure, source, year, how it matched)",
+        description=(
+            "Read a place as the node reads a task's geo_location (a country, region, city, cloud region, grid "
+            "zone id or 'City, Region, Country') and print the zone, the intensity, its source, dataset and year, "
+            "and how the text matched. Exit status 0 when the place was understood, 1 when not (the fallback it "
+            "would use is printed)."
+        ),
+    )
+    where.add_argument("place", metavar="PLACE", help='the place text, e.g. "Madrid", "US-CA", "us-east-1", "Paris, Texas"')
+    where.add_argument("--continent", default="", help="geo_location_continent, as a task would carry it")
+    where.add_argument("--json", action="store_true", help="print the grid_ci_* keys as JSON")
+    add_settings_flags(where, tuple(name for name in WHERE_FIELDS if name not in SECRET_FIELDS))
 
     doctor = commands.add_parser(
         "doctor",

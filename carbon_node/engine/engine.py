@@ -25,7 +25,7 @@ import structlog
 from carbon_node.base import log_enabled
 from carbon_node.core import CarbonNodeError, Lane, TaskInputs, TaskOutput, error_output
 from carbon_node.engine.config import EngineConfig
-from carbon_node.engine.intensity import Intensity, IntensitySource, default_intensity_source, world_average
+from carbon_node.engine.intensity import Intensity, IntensitySource, default_intensity_source, explain, world_average
 from carbon_node.engine.paths import Mode, Route, choose_route, failed
 from carbon_node.engine.provenance import UNITS, measured_extra_data, onnx_extra_data, simple_extra_data
 from carbon_node.engine.scaling import PerInference, hw_energy_kwh, scale_measurement
@@ -154,7 +154,15 @@ class Engine:
                 electricitymaps_api_key=config.electricitymaps_api_key,
             )
             self._onnx_lane = Lane.FAST if getattr(self.intensity, "may_block", True) else Lane.INLINE
+            self.warm_up()
         self.config = config
+
+    def warm_up(self) -> None:
+        """Start loading what lookups will need (the place resolver's data) in the background; the
+        daemon calls it once NODE_IDLE is published. A lookup before the load ends waits for it."""
+        start = getattr(self.intensity, "start", None)
+        if callable(start):
+            start()
 
     def abort(self) -> None:
         """Abort the measurement in progress, when the measurer supports it (shutdown)."""
@@ -188,7 +196,7 @@ class Engine:
     def _intensity(self, task: Task) -> Intensity:
         answer = self.intensity.lookup(task.location)
         # An injected source may have no last resort: carbontracker's world average is ours.
-        return answer if answer is not None else world_average()
+        return explain(answer if answer is not None else world_average(), task.location)
 
     def _error(self, inputs: TaskInputs, task: Task, message: str, **extra: Any) -> TaskOutput:
         if task.warnings:

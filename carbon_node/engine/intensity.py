@@ -1,20 +1,26 @@
 """Grid carbon intensity (gCO2e/kWh): where each task's value comes from, resolved per task (F5).
 
-Resolution order of :class:`IntensityChain` (first answer wins; every answer names its source):
+Resolution order of :class:`IntensityChain` (first answer wins; every answer names its source, zone,
+dataset and year, and how the place text was read: :class:`PlaceMatch`):
 
 1. ``env``: ``SUSTAINML_GRID_CI`` (``Settings.grid_ci_g_per_kwh``) when > 0.
-2. ``offline_table``: the user's ``geo_location_region`` (else ``geo_location_continent``) names a
-   country ("Spain", "ES", "ESP", "United States", ...; case-insensitive; "Madrid, Spain" works) found
-   in carbontracker's offline table ``carbontracker/data/carbon-intensities.csv`` (yearly averages).
-3. ``continent_average``: the location names a continent (Europe, Asia, Africa, North America,
-   South America, Oceania): the unweighted mean of the table's countries on that continent. It is a
-   plain mean (the table has no generation volumes), so a small island counts as much as Germany.
-4. ``live:<provider>``: only with ``Settings.live_intensity``: carbontracker's live providers for the
+2. the place resolver (:class:`~carbon_node.engine.places.PlaceIntensity`): the user's
+   ``geo_location_region`` (else ``geo_location_continent``) read as a country, a region (ISO 3166-2),
+   a city, a cloud region, a grid zone id or "City, Region, Country", answered with the finest zone
+   the packaged data has a figure for: ``offline_table`` (a country in carbontracker's table),
+   ``codecarbon`` (US states, Canadian and Chinese provinces, Nordic bidding zones, Google Cloud
+   regions, countries missing from carbontracker's table) or ``continent_average`` (the text names a
+   continent, or only the continent field was understood: the unweighted mean of the table's countries
+   on that continent, a plain mean: a small island counts as much as Germany).
+3. ``live:<provider>``: only with ``Settings.live_intensity``: carbontracker's live providers for the
    node's own location (geolocated by IP, as carbontracker does), bounded by
    ``live_intensity_timeout_s``.
-5. ``world_average``: carbontracker's world average (``WORLD_AVG_CARBON_INTENSITY``, 445 in 2.4.7).
+4. ``world_average``: carbontracker's world average (``WORLD_AVG_CARBON_INTENSITY``, 445 in 2.4.7).
 
-No step keeps a value that one task sets for the next: the table is read-only data, loaded once.
+A place text that was given but not understood is still answered (continent, live or world average)
+and the answer's ``warnings`` name the text and what was used instead (:func:`explain`).
+
+No step keeps a value that one task sets for the next: the tables are read-only data, loaded once.
 """
 
 from __future__ import annotations
@@ -26,13 +32,14 @@ import io
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Protocol
 
 import structlog
 
+from carbon_node.engine.place_aliases import _CONTINENT_ALIASES, _COUNTRY_ALIASES, CONTINENT_COUNTRIES
 from carbon_node.engine.task import Location
 
 __all__ = [
@@ -44,9 +51,11 @@ __all__ = [
     "IntensitySource",
     "LiveIntensity",
     "OfflineTable",
+    "PlaceMatch",
     "TableRow",
     "WorldAverage",
     "default_intensity_source",
+    "explain",
     "world_average",
 ]
 
@@ -58,13 +67,34 @@ WORLD_AVERAGE_FALLBACK_YEAR = 2024
 
 
 @dataclass(frozen=True)
+class PlaceMatch:
+    """How the place text was read: the ``text`` as given, what it ``matched`` (in words) and ``how``:
+    exact, alias, city, cloud_region, zone_id, fuzzy, continent (a place the data knows); world (no
+    text, or none understood), configured (``SUSTAINML_GRID_CI``), live (the node's own location)."""
+
+    text: str
+    matched: str
+    how: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"text": self.text, "matched": self.matched, "how": self.how}
+
+
+@dataclass(frozen=True)
 class Intensity:
-    """A grid carbon intensity in gCO2e/kWh, where it came from, for which zone and year (if known)."""
+    """A grid carbon intensity in gCO2e/kWh and what it is: its ``source`` (the ``grid_ci_source``
+    value), zone id, year (None where the data does not say), ``dataset`` in words, the zone's ``kind``
+    (country, subnational, cloud_region, continent, world, configured), how the place text was read
+    (``match``) and ``warnings`` for the user (a text not understood, a typo)."""
 
     g_per_kwh: float
     source: str
     zone: str = ""
     year: int | None = None
+    dataset: str = ""
+    kind: str = ""
+    match: PlaceMatch | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class IntensitySource(Protocol):
@@ -83,77 +113,6 @@ class TableRow:
     name: str
     year: int
     g_per_kwh: float
-
-
-CONTINENT_COUNTRIES: Mapping[str, frozenset[str]] = {
-    name: frozenset(codes.split())
-    for name, codes in {
-        "Europe": "AL AT BA BE BG BY CH CY CZ DE DK EE ES FI FO FR GB GI GR HR HU IE IS IT LT LU LV MD ME MK MT NL NO"
-        " PL PT RO RS RU SE SI SK UA",
-        "Asia": "AE AF AM AZ BD BH BN BT CN GE HK ID IL IN IQ IR JO JP KG KH KP KR KW KZ LA LB LK MM MN MO MV MY NP OM"
-        " PH PK PS QA SA SG SY TH TJ TL TM TR TW UZ VN YE",
-        "Africa": "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR LS LY MA MG ML MR MU MW"
-        " MZ NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG ZA ZM ZW",
-        "North America": "AG AW BB BM BS BZ CA CR CU DM DO GD GL GP GT HN HT JM KN KY LC MQ MS MX NI PA PM PR SV TC TT US"
-        " VC VG VI",
-        "South America": "AR BO BR CL CO EC FK GF GY PE PY SR UY VE",
-        "Oceania": "AS AU CK FJ GU KI NC NR NZ PF PG SB TO VU WS",
-    }.items()
-}
-"""ISO alpha-2 codes per continent (Our World in Data's convention: Russia and Cyprus in Europe, Turkey
-and the Caucasus in Asia, Central America and the Caribbean in North America)."""
-
-_CONTINENT_ALIASES = {
-    "eu": "Europe",
-    "n. america": "North America",
-    "northamerica": "North America",
-    "s. america": "South America",
-    "southamerica": "South America",
-    "australia/oceania": "Oceania",
-    "australia and oceania": "Oceania",
-}
-
-_COUNTRY_ALIASES = {
-    "usa": "US",
-    "u.s.": "US",
-    "u.s.a.": "US",
-    "united states of america": "US",
-    "america": "US",
-    "uk": "GB",
-    "u.k.": "GB",
-    "great britain": "GB",
-    "britain": "GB",
-    "england": "GB",
-    "scotland": "GB",
-    "wales": "GB",
-    "northern ireland": "GB",
-    "holland": "NL",
-    "the netherlands": "NL",
-    "czech republic": "CZ",
-    "korea": "KR",
-    "republic of korea": "KR",
-    "russian federation": "RU",
-    "turkiye": "TR",
-    "türkiye": "TR",
-    "ivory coast": "CI",
-    "viet nam": "VN",
-    "uae": "AE",
-    "dr congo": "CD",
-    "drc": "CD",
-    "deutschland": "DE",
-    "españa": "ES",
-    "espana": "ES",
-    "italia": "IT",
-    "schweiz": "CH",
-    "suisse": "CH",
-    "österreich": "AT",
-    "sverige": "SE",
-    "norge": "NO",
-    "polska": "PL",
-    "brasil": "BR",
-    "méxico": "MX",
-    "nippon": "JP",
-}
 
 
 def _norm(text: str) -> str:
@@ -207,7 +166,20 @@ def world_average() -> Intensity:
     except Exception as exc:  # a missing or broken optional dependency must not break a task
         log.warning("intensity.world_average_fallback", error=str(exc))
         value, year = WORLD_AVERAGE_FALLBACK_G_PER_KWH, WORLD_AVERAGE_FALLBACK_YEAR
-    return Intensity(value, "world_average", "world", year)
+        return Intensity(value, "world_average", "world", year, "carbontracker 2.4.7's world average (built in)", "world")
+    return Intensity(
+        value, "world_average", "world", year, f"carbontracker {_carbontracker_version()}: WORLD_AVG_CARBON_INTENSITY", "world"
+    )
+
+
+@functools.cache
+def _carbontracker_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("carbontracker")
+    except importlib.metadata.PackageNotFoundError:
+        return "(unknown version)"
 
 
 class FixedIntensity:
@@ -218,7 +190,16 @@ class FixedIntensity:
         self.source = source
 
     def lookup(self, location: Location) -> Intensity | None:
-        return Intensity(self.g_per_kwh, self.source) if self.g_per_kwh > 0 else None
+        if not self.g_per_kwh > 0:
+            return None
+        text = _text(location)
+        return Intensity(
+            self.g_per_kwh,
+            self.source,
+            kind="configured",
+            dataset="SUSTAINML_GRID_CI",
+            match=PlaceMatch(text, "SUSTAINML_GRID_CI", "configured"),
+        )
 
 
 class OfflineTable:
@@ -248,7 +229,15 @@ class OfflineTable:
         for text in (location.region, location.continent):
             row = self.country(text)
             if row is not None:
-                return Intensity(row.g_per_kwh, "offline_table", row.alpha2, row.year)
+                return Intensity(
+                    row.g_per_kwh,
+                    "offline_table",
+                    row.alpha2,
+                    row.year,
+                    f"carbontracker {_carbontracker_version()}: carbon-intensities.csv",
+                    "country",
+                    PlaceMatch(text, f"{row.name} ({row.alpha2})", "exact"),
+                )
         return None
 
 
@@ -271,12 +260,21 @@ class ContinentAverage:
             values = [row.g_per_kwh for row in table.rows if row.alpha2 in codes]
             if values:
                 self._averages[name] = sum(values) / len(values)
+        self._counts = {name: sum(1 for row in table.rows if row.alpha2 in codes) for name, codes in CONTINENT_COUNTRIES.items()}
+
+    def intensity(self, name: str, match: PlaceMatch | None = None) -> Intensity | None:
+        """The average of continent ``name`` (a key of :data:`CONTINENT_COUNTRIES`), or None without one."""
+        if name not in self._averages:
+            return None
+        table = f"carbontracker {_carbontracker_version()}: carbon-intensities.csv"
+        dataset = f"mean of the offline table's {self._counts[name]} countries on {name} ({table})"
+        return Intensity(self._averages[name], "continent_average", name, None, dataset, "continent", match)
 
     def lookup(self, location: Location) -> Intensity | None:
         for text in (location.region, location.continent):
             name = continent_name(text)
             if name is not None and name in self._averages:
-                return Intensity(self._averages[name], "continent_average", name)
+                return self.intensity(name, PlaceMatch(text, name, "continent"))
         return None
 
 
@@ -369,7 +367,7 @@ class LiveIntensity:
         if not value > 0:
             log.warning("intensity.live_failed", error=f"provider {provider} answered {value!r}")
             return None
-        intensity = Intensity(value, f"live:{provider}", zone)
+        intensity = Intensity(value, f"live:{provider}", zone, None, f"live: {provider} for the node's own location", "country")
         with self._lock:
             self._cached = (self._clock(), intensity)
         return intensity
@@ -388,6 +386,14 @@ class IntensityChain:
     def __init__(self, sources: Sequence[IntensitySource]) -> None:
         self.sources = tuple(sources)
 
+    def start(self) -> None:
+        """Let the sources that load data begin now, in the background (the place resolver); the daemon
+        calls it once NODE_IDLE is published, so that start-up does not share the CPU with the load."""
+        for source in self.sources:
+            start = getattr(source, "start", None)
+            if callable(start):
+                start()
+
     @property
     def may_block(self) -> bool:
         """Whether a lookup may wait on the network (a live source is in the chain); the others are
@@ -398,8 +404,31 @@ class IntensityChain:
         for source in self.sources:
             answer = source.lookup(location)
             if answer is not None:
-                return answer
-        return world_average()
+                return explain(answer, location)
+        return explain(world_average(), location)
+
+
+def _text(location: Location) -> str:
+    return ", ".join(part for part in (location.region, location.continent) if part)
+
+
+def explain(answer: Intensity, location: Location) -> Intensity:
+    """``answer`` with its :class:`PlaceMatch` filled in when its source did not read the place text
+    (the live providers, the world average, an injected source), and a warning when a text was given:
+    it was not understood, and the warning says what was used instead."""
+    if answer.match is not None:
+        return answer
+    text = _text(location)
+    if answer.source == "world_average":
+        how, used = "world", f"the world average ({answer.g_per_kwh:g} gCO2e/kWh)"
+    elif answer.source.startswith("live:"):
+        how, used = "live", f"the live intensity of the node's own location ({answer.zone or 'unknown'}, {answer.source})"
+    else:
+        return replace(answer, match=PlaceMatch(text, answer.zone or answer.source, answer.source))
+    warnings = answer.warnings
+    if text:
+        warnings += (f"geo_location {text!r} is not a place the node knows: {used} used instead",)
+    return replace(answer, match=PlaceMatch(text, answer.zone or "world", how), warnings=warnings)
 
 
 def default_intensity_source(
@@ -408,10 +437,18 @@ def default_intensity_source(
     live_intensity_timeout_s: float = 5.0,
     electricitymaps_api_key: str = "",
     table: OfflineTable | None = None,
+    places: IntensitySource | None = None,
 ) -> IntensityChain:
-    """The chain of the module docstring, from the settings of the same names."""
+    """The chain of the module docstring, from the settings of the same names. ``places`` replaces the
+    place resolver (default: a :class:`~carbon_node.engine.places.PlaceIntensity` over ``table``, which
+    loads its data on the first lookup, or in the background from :meth:`IntensityChain.start` on)."""
+    from carbon_node.engine.places import PlaceIntensity  # the resolver builds on this module
+
     table = table if table is not None else OfflineTable()
-    sources: list[IntensitySource] = [FixedIntensity(grid_ci_g_per_kwh), table, ContinentAverage(table)]
+    sources: list[IntensitySource] = [
+        FixedIntensity(grid_ci_g_per_kwh),
+        places if places is not None else PlaceIntensity(table, start=False),
+    ]
     if live_intensity:
         sources.append(LiveIntensity(carbontracker_live_fetch(electricitymaps_api_key), live_intensity_timeout_s))
     sources.append(WorldAverage())

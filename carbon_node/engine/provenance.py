@@ -7,7 +7,12 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 
 | key | meaning |
 |---|---|
-| ``grid_ci_g_per_kwh``, ``grid_ci_zone``, ``grid_ci_year`` | the intensity used, its zone and year |
+| ``grid_ci_g_per_kwh``, ``grid_ci_zone``, ``grid_ci_year`` | the intensity used, its zone (``US-CA``, ``ES``, ``SE-SE3``, |
+|   | ``gcp:europe-west1``, ``Europe``, ``world``) and year (null where the data does not say) |
+| ``grid_ci_zone_kind`` | country, subnational, cloud_region, continent, world or configured |
+| ``grid_ci_dataset`` | the dataset the figure comes from, with the package and file that ship it |
+| ``grid_ci_match`` | ``{text, matched, how}``: the place text as given, what it was read as, and how (exact, alias, |
+|   | city, cloud_region, zone_id, fuzzy, continent; world, configured, live) |
 | ``power_source`` | rapl, nvml, tdp_table, simulated, or hw_provider (HW power x latency) |
 | ``power_sources`` | per component: ``{cpu: rapl/tdp_table/simulated, gpu: nvml or null}`` (null when nothing was measured) |
 | ``components`` | what carbontracker measured (cpu, gpu) |
@@ -34,7 +39,8 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 |   | why that host (:class:`carbon_node.measure.placement.MeasuredOn`) |
 | ``onnx_file_present`` | ``onnx_hw_only`` only: whether ``model_path`` exists on this host (never read) |
 | ``units`` | units of the three published doubles |
-| ``warnings`` | input problems that did not stop the task (only when there are some) |
+| ``warnings`` | input problems that did not stop the task (only when there are some), a place text not |
+|   | understood or read as a typo among them |
 """
 
 from __future__ import annotations
@@ -61,6 +67,9 @@ def _intensity_keys(intensity: Intensity) -> dict[str, Any]:
         "grid_ci_g_per_kwh": intensity.g_per_kwh,
         "grid_ci_zone": intensity.zone or None,
         "grid_ci_year": intensity.year,
+        "grid_ci_zone_kind": intensity.kind or None,
+        "grid_ci_dataset": intensity.dataset or None,
+        "grid_ci_match": intensity.match.as_dict() if intensity.match is not None else None,
     }
 
 
@@ -72,10 +81,11 @@ def _per_inference(value: PerInference | None) -> dict[str, float] | None:
     return value.as_dict() if value is not None else None
 
 
-def _tail(task: Task) -> dict[str, Any]:
+def _tail(task: Task, intensity: Intensity | None = None) -> dict[str, Any]:
     tail: dict[str, Any] = {"units": dict(UNITS)}
-    if task.warnings:
-        tail["warnings"] = list(task.warnings)
+    warnings = [*task.warnings, *(intensity.warnings if intensity is not None else ())]
+    if warnings:
+        tail["warnings"] = warnings
     return tail
 
 
@@ -130,7 +140,7 @@ def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInferenc
             "onnx_file_present": onnx_file_present,
         }
     )
-    data.update(_tail(task))
+    data.update(_tail(task, intensity))
     return data
 
 
@@ -182,5 +192,5 @@ def measured_extra_data(
         data["measurement_notes"] = notes
     if measured_on is not None:
         data["measured_on"] = dict(measured_on)
-    data.update(_tail(task))
+    data.update(_tail(task, intensity))
     return data

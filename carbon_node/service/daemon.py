@@ -6,7 +6,8 @@ Start-up, in this order (so that NODE_IDLE is published well within 1.5 s of pro
    warms up (imports torch, transformers, carbontracker) in its own process, in the background;
 2. the engine (with the measurement pool: :mod:`carbon_node.service.pool`, which joins the domain on a
    participant of its own), the journal and the bus runtime are built; the runtime publishes
-   INITIALIZING then IDLE;
+   INITIALIZING then IDLE; then the engine starts loading the place resolver's data in a thread (a few
+   hundred ms of CPU that start-up does not wait for; a task that needs it first waits for it);
 3. metrics are served (when ``metrics_port`` is set) and systemd is told ``READY=1``.
 
 This process itself never imports torch, transformers or carbontracker: it only speaks DDS.
@@ -196,6 +197,7 @@ class Daemon:
         if s.metrics_port is not None:
             self.metrics.serve(s.metrics_port, s.metrics_host)
         self.runtime.start(timeout_s=START_TIMEOUT_S)
+        self.engine.warm_up()  # the place resolver's data, in the background: after IDLE, not before
         view = self._standby_view()
         log.info(
             "node.idle",

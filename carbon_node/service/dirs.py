@@ -4,10 +4,9 @@
 that is a file, sits on a read-only file system, is not writable for the user the node runs as, or
 whose parent does not exist, ends start-up with one line naming the directory, the setting that chose
 it (and where that value came from) and what to do, and exit status 2, like every other configuration
-error. Nothing is created unless both directories pass. A directory named explicitly (a flag, the
-environment, the configuration file) must have an existing parent: a typo such as
-``/srv/carbon-nod/state`` is not silently created as a new tree; the defaults (``$STATE_DIRECTORY``,
-``~/.local/state/carbon-node``, ...) are created with their parents, as before.
+error. Nothing is created unless both directories pass; then each is created with its missing parents,
+as before (a parent that cannot be created is one of the failures: its nearest existing ancestor is a
+file, read-only, or not writable).
 
 ``carbon-node doctor`` runs the same check without creating anything (:func:`directory_problem`).
 """
@@ -23,7 +22,7 @@ from pathlib import Path
 
 from carbon_node.service.settings import Settings, SettingsError, env_name
 
-__all__ = ["DIRECTORY_SETTINGS", "directory_problem", "prepare_directories"]
+__all__ = ["DIRECTORY_SETTINGS", "directory_problem", "prepare_directories", "setting_problem"]
 
 DIRECTORY_SETTINGS = {
     "state_dir": "state directory (journal, heartbeat, scratch)",
@@ -55,27 +54,20 @@ def _not_writable(directory: Path) -> str | None:
     return None
 
 
-def directory_problem(path: Path, *, explicit: bool) -> str | None:
-    """Why the node could not use ``path`` as a directory it writes to (None when it can); creates nothing.
-
-    ``explicit``: the path was configured (flag, environment, file), so its parent must exist.
-    """
+def directory_problem(path: Path) -> str | None:
+    """Why the node could not use ``path`` as a directory it writes to (None when it can); creates nothing."""
     try:
-        return _problem(path, explicit=explicit)
+        return _problem(path)
     except OSError as exc:  # a directory on the way the user may not enter (a 0700 home), a dead mount
         return f"{path} cannot be reached: {exc.strerror or exc}"
 
 
-def _problem(path: Path, *, explicit: bool) -> str | None:
+def _problem(path: Path) -> str | None:
     if path.exists():
         if not path.is_dir():
             return f"{path} is not a directory"
         reason = _not_writable(path)
         return None if reason is None else f"{path} is not writable: {reason}"
-    if explicit and not path.parent.is_dir():
-        if path.parent.exists():
-            return f"{path} cannot be created: {path.parent} is not a directory"
-        return f"{path} does not exist and neither does its parent {path.parent}"
     ancestor = _nearest_existing(path.parent)
     if not ancestor.is_dir():
         return f"{path} cannot be created: {ancestor} is not a directory"
@@ -88,22 +80,30 @@ def _origin(sources: Mapping[str, str], name: str) -> str:
     return {"env": f"environment {env_name(name)}", "flag": "command-line flag"}.get(where, where)
 
 
+def setting_problem(settings: Settings, name: str, sources: Mapping[str, str]) -> str | None:
+    """The one line that says why the directory of setting ``name`` cannot be used, or None when it can.
+
+    ``sources`` says where each setting came from (``LoadedSettings.sources``: default, file, env, flag).
+    """
+    problem = directory_problem(Path(getattr(settings, name)))
+    if problem is None:
+        return None
+    flag = "--" + name.replace("_", "-")
+    return (
+        f"{DIRECTORY_SETTINGS[name]}: {problem} (setting {name}, from {_origin(sources, name)}). Make it a directory the "
+        f"node's user ({_user()}) can write, or choose another with {env_name(name)} or {flag}"
+    )
+
+
 def prepare_directories(settings: Settings, sources: Mapping[str, str]) -> None:
     """Check the state and cache directories, then create them (and the state's ``scratch``).
 
     Raises :class:`SettingsError` (exit status 2) naming the first unusable one; nothing is created then.
-    ``sources`` says where each setting came from (``LoadedSettings.sources``: default, file, env, flag).
     """
-    for name, what in DIRECTORY_SETTINGS.items():
-        path = Path(getattr(settings, name))
-        explicit = sources.get(name, "default") != "default"
-        problem = directory_problem(path, explicit=explicit)
+    for name in DIRECTORY_SETTINGS:
+        problem = setting_problem(settings, name, sources)
         if problem is not None:
-            flag = "--" + name.replace("_", "-")
-            raise SettingsError(
-                f"{what}: {problem} (setting {name}, from {_origin(sources, name)}). Make it a directory the node's user "
-                f"({_user()}) can write, or choose another with {env_name(name)} or {flag}"
-            )
+            raise SettingsError(problem)
     for name in DIRECTORY_SETTINGS:
         Path(getattr(settings, name)).mkdir(parents=True, exist_ok=True)
     (settings.state_dir / "scratch").mkdir(exist_ok=True)

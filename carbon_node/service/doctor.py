@@ -198,8 +198,10 @@ def _check_power(report: Report, settings: Settings, quick: bool, sys_root: Path
 def _check_intensity(report: Report, settings: Settings, quick: bool) -> None:
     if settings.grid_ci_g_per_kwh > 0:
         report.add("intensity", "source", "ok", f"fixed {settings.grid_ci_g_per_kwh} gCO2e/kWh from SUSTAINML_GRID_CI (env)")
-        return
-    chain = "the user's geo_location (offline table, then continent average)"
+    chain = (
+        "the user's geo_location read as a country, region, city, cloud region or zone id (the place resolver: "
+        "carbontracker's country table, CodeCarbon's sub-national and cloud figures), else its continent's average"
+    )
     if settings.live_intensity:
         chain += f", then carbontracker's live providers (network, {settings.live_intensity_timeout_s} s)"
     fallback = "carbontracker's world average"
@@ -208,7 +210,36 @@ def _check_intensity(report: Report, settings: Settings, quick: bool) -> None:
 
         average = world_average()
         fallback += f" ({average.g_per_kwh} gCO2e/kWh, {average.year})"
-    report.add("intensity", "source", "ok", f"per task: {chain}, else {fallback}")
+    if settings.grid_ci_g_per_kwh <= 0:
+        report.add("intensity", "source", "ok", f"per task: {chain}, else {fallback}")
+    if not quick:
+        _check_places(report)
+
+
+def _check_places(report: Report) -> None:
+    """The place resolver's data loads, as the node would load it (the same resolver), and reads a place."""
+    from carbon_node.engine.places import PlaceIntensity
+    from carbon_node.engine.task import Location
+
+    places = PlaceIntensity()
+    data = places.data()
+    if data is None:
+        report.add(
+            "intensity", "places", "fail", f"the place data did not load: {places.error}; every task gets the world average"
+        )
+        return
+    summary = data.summary()
+    sample = places.lookup(Location(region="California"))
+    example = f"; 'California' -> {sample.zone} {sample.g_per_kwh:.0f} gCO2e/kWh ({sample.source})" if sample is not None else ""
+    report.add(
+        "intensity",
+        "places",
+        "ok",
+        f"{summary['countries']} countries, {summary['regions']} regions, {summary['cities']} cities, "
+        f"{summary['zones_with_figures']} sub-national and cloud zones with figures, loaded in {summary['load_s']:.2f} s "
+        f"({', '.join(summary['packages'])}){example}",
+        **summary,
+    )
 
 
 def _check_dds(report: Report, settings: Settings, sys_root: Path) -> None:
@@ -327,17 +358,17 @@ def _check_pool(report: Report, settings: Settings, quick: bool) -> None:
 
 
 def _check_dirs(report: Report, settings: Settings, sources: Mapping[str, str]) -> None:
-    """The check ``carbon-node run`` makes before it starts (:func:`~carbon_node.service.dirs.directory_problem`),
-    without creating anything: a directory it cannot use stops the node."""
-    from carbon_node.service.dirs import DIRECTORY_SETTINGS, directory_problem
+    """The check ``carbon-node run`` makes before it starts (:mod:`carbon_node.service.dirs`), without
+    creating anything: a directory it cannot use stops the node with exit status 2."""
+    from carbon_node.service.dirs import DIRECTORY_SETTINGS, setting_problem
 
     for name in DIRECTORY_SETTINGS:
         path = Path(getattr(settings, name))
-        problem = directory_problem(path, explicit=sources.get(name, "default") != "default")
+        problem = setting_problem(settings, name, sources)
         if problem is None:
             report.add("dirs", name, "ok", str(path) if path.exists() else f"{path} (created at start)")
         else:
-            report.add("dirs", name, "fail", f"{problem}: `carbon-node run` stops with exit status 2")
+            report.add("dirs", name, "fail", f"{problem}; `carbon-node run` stops with exit status 2")
 
 
 def run_checks(

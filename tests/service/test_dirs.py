@@ -19,23 +19,23 @@ from carbon_node.service.settings import SettingsError, load_settings
 
 def test_a_file_where_the_directory_should_be_is_not_a_directory(tmp_path: Path) -> None:
     (tmp_path / "state").write_text("")
-    problem = directory_problem(tmp_path / "state", explicit=True)
-    assert problem == f"{tmp_path / 'state'} is not a directory"
+    assert directory_problem(tmp_path / "state") == f"{tmp_path / 'state'} is not a directory"
 
 
-def test_a_configured_directory_needs_an_existing_parent(tmp_path: Path) -> None:
-    problem = directory_problem(tmp_path / "typo" / "state", explicit=True)
-    assert problem == f"{tmp_path / 'typo' / 'state'} does not exist and neither does its parent {tmp_path / 'typo'}"
-    assert directory_problem(tmp_path / "state", explicit=True) is None
+def test_a_directory_under_a_file_cannot_be_created(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    problem = directory_problem(tmp_path / "file" / "deeper" / "state")
+    assert problem == f"{tmp_path / 'file' / 'deeper' / 'state'} cannot be created: {tmp_path / 'file'} is not a directory"
 
 
-def test_a_default_directory_is_created_with_its_parents(tmp_path: Path) -> None:
-    assert directory_problem(tmp_path / "home" / ".local" / "state" / "carbon-node", explicit=False) is None
+def test_a_directory_is_created_with_its_missing_parents(tmp_path: Path) -> None:
+    assert directory_problem(tmp_path / "home" / ".local" / "state" / "carbon-node") is None
 
 
 def test_prepare_names_the_setting_its_origin_and_the_fix_and_creates_nothing(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
     loaded = load_settings(
-        {"state_dir": str(tmp_path / "missing" / "state")},
+        {"state_dir": str(tmp_path / "file" / "state")},
         environ={"CARBON_NODE_CACHE_DIR": str(tmp_path / "cache")},
     )
     with pytest.raises(SettingsError) as caught:
@@ -47,10 +47,10 @@ def test_prepare_names_the_setting_its_origin_and_the_fix_and_creates_nothing(tm
     assert not (tmp_path / "cache").exists()  # nothing half-created
 
 
-def test_prepare_creates_both_directories_and_the_scratch(tmp_path: Path) -> None:
-    loaded = load_settings({"state_dir": str(tmp_path / "s"), "cache_dir": str(tmp_path / "c")}, environ={})
+def test_prepare_creates_both_directories_and_the_scratch_the_cache_inside_the_state(tmp_path: Path) -> None:
+    loaded = load_settings({"state_dir": str(tmp_path / "s"), "cache_dir": str(tmp_path / "s" / "c")}, environ={})
     prepare_directories(loaded.settings, loaded.sources)
-    assert (tmp_path / "s" / "scratch").is_dir() and (tmp_path / "c").is_dir()
+    assert (tmp_path / "s" / "scratch").is_dir() and (tmp_path / "s" / "c").is_dir()
 
 
 def test_run_with_an_unusable_state_dir_is_one_line_and_exit_status_2(tmp_path: Path) -> None:

@@ -56,7 +56,7 @@ def test_interfaces_report_up_and_multicast_flags(tmp_path: Path) -> None:
 def test_a_directory_under_a_file_is_not_usable(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    problem = directory_problem(blocker / "state", explicit=False)
+    problem = directory_problem(blocker / "state")
     assert problem is not None and "is not a directory" in problem
 
 

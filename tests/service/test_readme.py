@@ -53,7 +53,7 @@ def test_benchmarks_section_gives_the_command_and_a_measured_table() -> None:
 
 
 def test_every_subcommand_is_documented() -> None:
-    for command in ("run", "send-task", "estimate", "doctor", "health", "config show", "demo"):
+    for command in ("run", "send-task", "estimate", "where", "doctor", "health", "config show", "demo"):
         assert f"carbon-node {command}" in README, command
 
 
