@@ -20,9 +20,12 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from carbon_node.bus.announce import CarbonNodeAnnouncementImpl
-from carbon_node.measure.hardware import EXACT, NO_MATCH, match_quality
+from carbon_node.measure.hardware import EXACT, MAX_NAME_CHARS, NO_MATCH, match_quality
 
 __all__ = ["SERVING_STATES", "Choice", "HostView", "choose_host", "host_view"]
+
+MAX_HOST_NAMES = 64
+"""Hardware names of one host that the node considers (a peer may announce any number)."""
 
 SERVING_STATES = frozenset({"idle", "busy"})
 """Announced states of a host that takes requests (``unavailable``: its worker cannot measure)."""
@@ -51,10 +54,10 @@ def host_view(announcement: CarbonNodeAnnouncementImpl) -> HostView:
     return HostView(
         host_id=announcement.node_id,
         host_name=announcement.host_name,
-        hardware=tuple(str(name) for name in announcement.hardware),
+        hardware=tuple(str(name)[:MAX_NAME_CHARS] for name in announcement.hardware[:MAX_HOST_NAMES]),
         state=announcement.state,
         started_at_s=float(announcement.started_at_s),
-        power_sources=tuple(str(name) for name in announcement.power_sources),
+        power_sources=tuple(str(name)[:MAX_NAME_CHARS] for name in announcement.power_sources[:MAX_HOST_NAMES]),
         version=announcement.version,
     )
 

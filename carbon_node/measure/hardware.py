@@ -27,6 +27,7 @@ from pathlib import Path
 
 __all__ = [
     "EXACT",
+    "MAX_NAME_CHARS",
     "NO_MATCH",
     "WORDS",
     "best_match",

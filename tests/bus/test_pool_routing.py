@@ -66,3 +66,15 @@ def test_a_host_that_cannot_measure_is_left_out() -> None:
     broken = host("gpu5:1:f", "NVIDIA H100", state="unavailable", started=-5.0)
     assert choose_host("H100", [broken, H100]).host == H100
     assert choose_host("H100", [broken]).reason.startswith("the measure hosts with this hardware cannot measure (unavailable)")
+
+
+def test_a_host_announcing_thousands_of_long_names_is_read_within_bounds() -> None:
+    from carbon_node.bus.announce import CarbonNodeAnnouncementImpl
+    from carbon_node.bus.pool_routing import host_view
+
+    flood = CarbonNodeAnnouncementImpl(
+        node_id="x:1:a", role="measure_host", hardware=["n" * 10_000] * 5000, power_sources=["p"] * 5000
+    )
+    view = host_view(flood)
+    assert len(view.hardware) == 64 and {len(name) for name in view.hardware} == {256}
+    assert len(view.power_sources) == 64
