@@ -185,7 +185,7 @@ def measured_extra_data(
     notes = list(measurement.notes)
     if task.power_w > 0 and not scaled.hw_fallback:
         notes.append(
-            f"HWResource.power_consumption ({task.power_w:g} W) is not used: the energy was measured on this host"
+            f"HWResource.power_consumption ({task.power_w:g} W) is not used: the energy was measured (measured_on says where)"
             " (the HW power is used on the ONNX path, and when a window measures nothing)"
         )
     if notes:
