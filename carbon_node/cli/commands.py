@@ -79,7 +79,8 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
     model = model_argument(args.model)
     if model.note:
         print(f"{PROG} send-task: {model.note} (the node must see the same path)", file=sys.stderr)
-    from carbon_node.bus.orchestrator import NodeNotSeen, OrchestratorTimeout, format_result, send_task
+    from carbon_node.bus.orchestrator import NodeNotSeen, OrchestratorTimeout
+    from carbon_node.bus.send_task import format_result, send_task
 
     try:
         result = send_task(
@@ -95,6 +96,8 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
             latency_unit=args.latency_unit,
             discovery_timeout_s=args.discovery_timeout_s,
             hw_description=args.hw_description,
+            region=args.region,
+            continent=args.continent,
         )
     except NodeNotSeen as exc:
         print(f"{PROG}: {exc}: {NO_NODE_HINT}", file=sys.stderr)

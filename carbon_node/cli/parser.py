@@ -99,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="HWResource.hw_description: the selected hardware's name; a measure host whose hardware matches it "
         "measures the model (carbon-node hosts lists them)",
     )
+    send.add_argument(
+        "--region",
+        default="",
+        metavar="PLACE",
+        help="UserInput.geo_location_region: where the model runs, as a user writes it (a country, region, city, "
+        "cloud region or grid zone id; carbon-node where PLACE shows what it resolves to)",
+    )
+    send.add_argument("--continent", default="", metavar="TEXT", help="UserInput.geo_location_continent")
     send.add_argument("--user-extra", default="{}", metavar="JSON", help="UserInput.extra_data as a JSON object")
     send.add_argument("--ml-extra", default="{}", metavar="JSON", help="MLModel.extra_data as a JSON object")
     send.add_argument("--task-id", default=None, metavar="P.I", help="task id problem.iteration (default: a fresh one)")
