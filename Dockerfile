@@ -107,4 +107,6 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 CMD ["car
 
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["carbon-node"]
+# The node. A measure host of the pool is the same image with another command:
+#   docker run --network host IMAGE serve-measurements --hardware-name "NVIDIA H100"
 CMD ["run"]

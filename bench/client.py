@@ -188,13 +188,14 @@ class BenchClient:
         latency: float = 0.0,
         power_w: float = 0.0,
         user_extra: Mapping[str, Any] | None = None,
+        hw_description: str = "bench",
     ) -> float:
         """Publish the three inputs of one task; returns the perf_counter time before the first write."""
         task_id = TaskIdImpl(problem_id, iteration_id)
         extra = list(json.dumps(dict(user_extra or {"num_outputs": 1})).encode("utf-8"))
         started = time.perf_counter()
         self._ml.write(MLModelImpl(model_path=model_path, model=model, task_id=task_id))
-        self._hw.write(HWResourceImpl(hw_description="bench", power_consumption=power_w, latency=latency, task_id=task_id))
+        self._hw.write(HWResourceImpl(hw_description=hw_description, power_consumption=power_w, latency=latency, task_id=task_id))
         self._ui.write(UserInputImpl(problem_short_description="bench", extra_data=extra, task_id=task_id))
         return started
 

@@ -37,6 +37,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 from client import BenchClient  # noqa: E402
+from pool import keep_pool_section  # noqa: E402
 from realistic import REALISTIC_ROWS, phase_realistic  # noqa: E402
 from table import Row, render  # noqa: E402
 
@@ -698,7 +699,7 @@ def main() -> int:
             power_sources=bench.power_sources,
         )
     print(table)
-    args.out.write_text(table)
+    args.out.write_text(table + keep_pool_section(args.out))  # bench/pool.py's rows stay
     return 0
 
 

@@ -161,7 +161,12 @@ class TaskOutput:
 
 
 class TaskHandler(Protocol):
-    """What the bus runtime calls for each task. Implementations must not raise from ``fail``."""
+    """What the bus runtime calls for each task. Implementations must not raise from ``fail``.
+
+    A handler may also have ``measure_queue(inputs) -> str``: the queue a task it put on ``Lane.MEASURE``
+    waits in (the measure host chosen for it, ``""`` for the node's own lane; cheap, called right after
+    ``lane``). Measurements of different queues run at the same time, each queue in arrival order.
+    """
 
     def lane(self, inputs: TaskInputs) -> Lane:
         """Which lane the complete task runs on (cheap, must not block)."""
@@ -370,9 +375,10 @@ def make_inputs(
     region: str = "",
     continent: str = "",
     task_id: tuple[int, int] = (1, 1),
+    hw_description: str = "",
 ) -> TaskInputs:
     """Complete task inputs from plain values (``carbon-node estimate``, tests): ``latency`` in the
-    configured unit, ``power`` in W.
+    configured unit, ``power`` in W, ``hw_description`` the selected hardware's name.
 
     ``user_extra``/``ml_extra`` are the ``extra_data`` of the UserInput and MLModel samples (a mapping
     is JSON-encoded; str or bytes are sent as they are, to test invalid data).
@@ -384,5 +390,5 @@ def make_inputs(
         user_input=UserInputImpl(
             geo_location_region=region, geo_location_continent=continent, extra_data=_extra_octets(user_extra), task_id=wire_id
         ),
-        hw=HWResourceImpl(power_consumption=power, latency=latency, task_id=wire_id),
+        hw=HWResourceImpl(hw_description=hw_description, power_consumption=power, latency=latency, task_id=wire_id),
     )

@@ -9,7 +9,9 @@
   that two thread hand-offs would cost more than the task);
 - ``Lane.FAST``, a pool of ``fast_workers`` threads, for quick tasks that may still wait (a live
   intensity lookup, a user callback);
-- ``Lane.MEASURE``, one thread running measurements one at a time in arrival order.
+- ``Lane.MEASURE``, one thread running measurements one at a time in arrival order; a measurement the
+  handler queues on a measure host of the pool (its ``measure_queue``) runs on that host's lane instead
+  (:class:`~carbon_node.bus.lanes.KeyedLanes`): hosts measure at the same time, each in arrival order.
 
 Whether a complete task is replayed, left as answered or computed anew is :mod:`carbon_node.bus.replay`'s
 decision. A task id released again while its earlier task is in flight is *deferred*: routed when that
@@ -37,7 +39,7 @@ import structlog
 from carbon_node.base import log_enabled
 from carbon_node.bus.assembler import Release, ReleaseKind
 from carbon_node.bus.checks import checked_extra_data, describe_error, fail_safely
-from carbon_node.bus.lanes import THREAD_JOIN_S, Job, LanePool
+from carbon_node.bus.lanes import LOCAL_QUEUE, THREAD_JOIN_S, Job, KeyedLanes, LanePool, measure_queue
 from carbon_node.bus.publication import Publication
 from carbon_node.bus.replay import decide, record
 from carbon_node.core import Journal, Lane, TaskHandler, TaskId, TaskInputs, TaskOutput
@@ -88,6 +90,7 @@ class Dispatcher:
         self.accepting = False
         """Whether released tasks are taken: set by :meth:`open`, cleared by :meth:`stop_accepting`."""
         self._measure_lane: LanePool | None = None
+        self._host_lanes: KeyedLanes | None = None
         self._fast_lane: LanePool | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -95,6 +98,7 @@ class Dispatcher:
     def open(self) -> None:
         """Start the lanes' threads and accept tasks."""
         self._measure_lane = LanePool("measure", 1, self._run_job)
+        self._host_lanes = KeyedLanes("host", self._run_job)
         self._fast_lane = LanePool("fast", self._fast_workers, self._run_job)
         self.accepting = True
 
@@ -112,6 +116,7 @@ class Dispatcher:
         """
         unstarted = [
             *(self._measure_lane.drain() if self._measure_lane else []),
+            *(self._host_lanes.drain() if self._host_lanes else []),
             *(self._fast_lane.drain() if self._fast_lane else []),
         ]
         for job in unstarted:
@@ -133,7 +138,7 @@ class Dispatcher:
                 self._answer_unfinished(job, "node stopping: task did not finish in time")
             with self._changed:  # a job its lane was already completing: let it publish (bounded)
                 self._changed.wait_for(lambda: not self._accepted, timeout=_COMPLETING_GRACE_S)
-        for lane in (self._measure_lane, self._fast_lane):
+        for lane in (self._measure_lane, self._host_lanes, self._fast_lane):
             if lane is not None and not lane.close(max(0.1, min(THREAD_JOIN_S, deadline - time.monotonic()))):
                 clean = False
         return clean
@@ -185,7 +190,15 @@ class Dispatcher:
                         inputs, Lane.INLINE, release.released_s, partial(self._fail, inputs, message), fingerprint=fingerprint
                     )
                 else:
-                    job = Job(inputs, lane, release.released_s, lambda: self._handler.handle(inputs), fingerprint=fingerprint)
+                    queue = measure_queue(self._handler, inputs) if lane is Lane.MEASURE else LOCAL_QUEUE
+                    job = Job(
+                        inputs,
+                        lane,
+                        release.released_s,
+                        lambda: self._handler.handle(inputs),
+                        fingerprint=fingerprint,
+                        queue=queue,
+                    )
         with self._lock:
             if inputs.task_id in self._accepted:  # a deferred task routed from a lane raced with the bus thread
                 self._deferred[inputs.task_id] = release
@@ -193,6 +206,9 @@ class Dispatcher:
             self._accepted[inputs.task_id] = job
         if job.lane is Lane.INLINE:
             self._run_inline(job)
+            return
+        if job.lane is Lane.MEASURE and job.queue != LOCAL_QUEUE and self._host_lanes is not None:
+            self._host_lanes.submit(job.queue, job)
             return
         pool = self._measure_lane if job.lane is Lane.MEASURE else self._fast_lane
         assert pool is not None
@@ -292,6 +308,7 @@ def _log_answer(job: Job, output: TaskOutput, timings: Mapping[str, float]) -> N
         task_id=str(output.task_id),
         mode=output.mode,
         lane=job.lane.value,
+        **({"measure_queue": job.queue} if job.queue else {}),
         replay=job.replay,
         model=_shorten(ml.model) if ml is not None else None,
         carbon_g=output.carbon_g,

@@ -3,7 +3,7 @@
 When the upstream ``sustainml_py`` package (Fast DDS through SWIG) is importable, the same
 :class:`~carbon_node.core.TaskHandler` can run on it: :class:`UpstreamRuntime` registers a task
 callback that converts the upstream accessor objects to the wire dataclasses, runs the handler (journal
-replay, measurement lane serialised, exceptions turned into error outputs, output checked) and writes
+replay, measurements serialised per measure queue, exceptions turned into error outputs, output checked) and writes
 the result back through the upstream accessors. Upstream then owns the DDS side: status samples,
 assembly (without timeouts), the RPC configuration service (``describe`` answered as on Cyclone).
 
@@ -32,6 +32,7 @@ from carbon_node.bus.checks import check_output, fail_safely
 from carbon_node.bus.config_service import describe_responder
 from carbon_node.bus.cyclone import BusError
 from carbon_node.bus.fingerprint import inputs_fingerprint
+from carbon_node.bus.lanes import measure_queue
 from carbon_node.bus.replay import decide, record
 from carbon_node.bus.runtime import NodeRuntime, RuntimeStats
 from carbon_node.bus.standby import StandbyOptions, StandbyView
@@ -280,7 +281,8 @@ class UpstreamRuntime:
         self._journal = journal
         self._on_output = on_output
         self._responder = describe_responder(describe)
-        self._measure_lock = threading.Lock()  # upstream runs 2 callbacks at once; measurements must not overlap
+        # Upstream runs 2 callbacks at once; measurements of one queue (the node's own worker, a measure host) must not overlap.
+        self._measure_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._in_flight = 0
@@ -433,7 +435,10 @@ class UpstreamRuntime:
             return seen, True
         try:
             if self._handler.lane(inputs) is Lane.MEASURE:
-                with self._measure_lock:
+                queue = measure_queue(self._handler, inputs)
+                with self._lock:
+                    measure_lock = self._measure_locks.setdefault(queue, threading.Lock())
+                with measure_lock:
                     output = self._handler.handle(inputs)
             else:
                 output = self._handler.handle(inputs)

@@ -31,6 +31,7 @@ from carbon_node.cli.flags import (
     settings_flags,
 )
 from carbon_node.cli.model_arg import model_argument
+from carbon_node.cli.pool import POOL_COMMANDS
 from carbon_node.service.settings import LoadedSettings, Settings, SettingsError, env_name, load_settings
 
 if TYPE_CHECKING:
@@ -78,7 +79,8 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
     model = model_argument(args.model)
     if model.note:
         print(f"{PROG} send-task: {model.note} (the node must see the same path)", file=sys.stderr)
-    from carbon_node.bus.orchestrator import NodeNotSeen, OrchestratorTimeout, format_result, send_task
+    from carbon_node.bus.orchestrator import NodeNotSeen, OrchestratorTimeout
+    from carbon_node.bus.send_task import format_result, send_task
 
     try:
         result = send_task(
@@ -93,6 +95,9 @@ def _cmd_send_task(args: argparse.Namespace) -> int:
             task_id=_task_id(args.task_id),
             latency_unit=args.latency_unit,
             discovery_timeout_s=args.discovery_timeout_s,
+            hw_description=args.hw_description,
+            region=args.region,
+            continent=args.continent,
         )
     except NodeNotSeen as exc:
         print(f"{PROG}: {exc}: {NO_NODE_HINT}", file=sys.stderr)
@@ -300,4 +305,5 @@ COMMANDS = {
     "make-model": _cmd_make_model,
     "results": _cmd_results,
     "report": _cmd_report,
+    **POOL_COMMANDS,
 }

@@ -21,6 +21,7 @@ from carbon_node.cli.flags import (
     WHERE_FIELDS,
     add_settings_flags,
 )
+from carbon_node.cli.pool import add_pool_commands
 
 __all__ = ["MODEL_KINDS", "build_parser"]
 
@@ -91,6 +92,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="HWResource.power_consumption in W: the node uses it on the ONNX path (--model-path *.onnx); "
         "a model it measures gets its energy from the window (measurement_notes says the power was not used)",
     )
+    send.add_argument(
+        "--hw-description",
+        default="",
+        metavar="TEXT",
+        help="HWResource.hw_description: the selected hardware's name; a measure host whose hardware matches it "
+        "measures the model (carbon-node hosts lists them)",
+    )
+    send.add_argument(
+        "--region",
+        default="",
+        metavar="PLACE",
+        help="UserInput.geo_location_region: where the model runs, as a user writes it (a country, region, city, "
+        "cloud region or grid zone id; carbon-node where PLACE shows what it resolves to)",
+    )
+    send.add_argument("--continent", default="", metavar="TEXT", help="UserInput.geo_location_continent")
     send.add_argument("--user-extra", default="{}", metavar="JSON", help="UserInput.extra_data as a JSON object")
     send.add_argument("--ml-extra", default="{}", metavar="JSON", help="MLModel.extra_data as a JSON object")
     send.add_argument("--task-id", default=None, metavar="P.I", help="task id problem.iteration (default: a fresh one)")
@@ -214,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CLIP; seq2seq: tiny T5; bert-base (110M parameters, 420 MiB), gpt2 (124M, 475 MiB), vit-base (86M, 330 MiB)",
     )
     _add_results_commands(commands)
+    add_pool_commands(commands)
     return parser
 
 

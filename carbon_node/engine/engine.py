@@ -2,7 +2,8 @@
 
 A task flows through short, mostly pure steps: decode (:mod:`.task`) -> choose the path
 (:mod:`.paths`) -> resolve the grid intensity (:mod:`.intensity`) -> measure (the :class:`Measurer`,
-tracker path only) -> scale per inference (:mod:`.scaling`) -> build ``extra_data``
+tracker path only, on the host its :class:`~carbon_node.measure.placement.PlacingMeasurer` chooses for the
+task's hardware) -> scale per inference (:mod:`.scaling`) -> build ``extra_data``
 (:mod:`.provenance`). Expected failures become the error output here; the runtime turns anything
 else that :meth:`Engine.handle` raises into :meth:`Engine.fail`.
 
@@ -29,6 +30,7 @@ from carbon_node.engine.paths import Mode, Route, choose_route, failed
 from carbon_node.engine.provenance import UNITS, measured_extra_data, onnx_extra_data, simple_extra_data
 from carbon_node.engine.scaling import PerInference, hw_energy_kwh, scale_measurement
 from carbon_node.engine.task import Task, decode_task
+from carbon_node.measure.placement import LOCAL_QUEUE, LocalPlacer, Placement, PlacingMeasurer
 from carbon_node.measure.protocol import Measurer, MeasureSpec
 
 __all__ = ["Engine"]
@@ -44,7 +46,9 @@ class Engine:
     """Implements :class:`carbon_node.core.TaskHandler` for the Carbon Footprint node.
 
     ``intensity`` replaces the whole resolution chain (default: :func:`default_intensity_source` from
-    ``config``); ``clock`` (seconds, monotonic) times each task for ``TaskOutput.timings``.
+    ``config``). A ``measurer`` that is a :class:`PlacingMeasurer` (the pool of measure hosts) chooses where
+    each measurement runs; any other measures everything itself (:class:`LocalPlacer`). ``clock``
+    (seconds, monotonic) times each task for ``TaskOutput.timings``.
     """
 
     def __init__(
@@ -56,6 +60,7 @@ class Engine:
     ) -> None:
         self.config = config
         self.measurer = measurer
+        self.placer: PlacingMeasurer = measurer if isinstance(measurer, PlacingMeasurer) else LocalPlacer(measurer)
         self._default_intensity = intensity is None
         if intensity is None:
             intensity = default_intensity_source(
@@ -70,7 +75,8 @@ class Engine:
         self._clock = clock
         # lane() decodes and routes each task on the bus thread; handle() reuses that work on its lane.
         # Keyed by id(inputs), the inputs kept alongside so that an id reused by a new object never matches.
-        self._routed: dict[int, tuple[TaskInputs, Task, Route]] = {}
+        # A measured task's placement is chosen there too: the dispatcher queues it by its host.
+        self._routed: dict[int, tuple[TaskInputs, Task, Route, Placement | None]] = {}
 
     # TaskHandler
 
@@ -82,10 +88,18 @@ class Engine:
         task, route = self.route(inputs)
         if len(self._routed) >= _ROUTED_MAX:  # tasks routed but never handled (a stop): forget them
             self._routed.clear()
-        self._routed[id(inputs)] = (inputs, task, route)
+        placement = self.placer.place(task.hw_description, task.model) if route.mode is Mode.TRACKER else None
+        self._routed[id(inputs)] = (inputs, task, route, placement)
         if route.mode is Mode.TRACKER:
             return Lane.MEASURE
         return self._onnx_lane if route.mode is Mode.ONNX_HW_ONLY else Lane.INLINE
+
+    def measure_queue(self, inputs: TaskInputs) -> str:
+        """The measure queue of a task :meth:`lane` put on ``Lane.MEASURE``: the id of the measure host chosen
+        for it, or :data:`~carbon_node.measure.placement.LOCAL_QUEUE` (the node's own lane). Cheap."""
+        routed = self._routed.get(id(inputs))
+        placement = routed[3] if routed is not None and routed[0] is inputs else None
+        return placement.queue if placement is not None else LOCAL_QUEUE
 
     def handle(self, inputs: TaskInputs) -> TaskOutput:
         """The output of a complete task. Measurement failures are answered, not raised."""
@@ -93,7 +107,11 @@ class Engine:
         if not inputs.complete:
             return self.fail(inputs, failed(f"missing input(s): {', '.join(inputs.missing)}"))
         routed = self._routed.pop(id(inputs), None)
-        task, route = routed[1:] if routed is not None and routed[0] is inputs else self.route(inputs)
+        placement: Placement | None = None
+        if routed is not None and routed[0] is inputs:
+            _, task, route, placement = routed
+        else:
+            task, route = self.route(inputs)
         if route.mode is Mode.NO_MODEL:
             output = TaskOutput(task.task_id, 0.0, 0.0, 0.0, simple_extra_data(task, Mode.NO_MODEL, route.error))
         elif route.mode is Mode.ERROR:
@@ -101,7 +119,7 @@ class Engine:
         elif route.mode is Mode.ONNX_HW_ONLY:
             output = self._onnx(task, onnx_file_present=bool(route.onnx_file_present))
         else:
-            output = self._tracker(inputs, task)
+            output = self._tracker(inputs, task, placement)
         timings = {**output.timings, "total_s": self._clock() - started}
         output = dataclasses.replace(output, timings=timings)
         # The bus writes the one info line per task (with queue time); this one is for debugging.
@@ -199,12 +217,16 @@ class Engine:
             extra_data=onnx_extra_data(task, intensity, per_inference, onnx_file_present=onnx_file_present),
         )
 
-    def _tracker(self, inputs: TaskInputs, task: Task) -> TaskOutput:
+    def _tracker(self, inputs: TaskInputs, task: Task, placement: Placement | None = None) -> TaskOutput:
         spec = self.spec(task)
+        if placement is None:  # handled without being routed first (estimate, tests)
+            placement = self.placer.place(task.hw_description, task.model)
         try:
-            measurement = self.measurer.measure(spec)
+            measurement, measured_on = self.placer.measure_placed(spec, placement)
         except CarbonNodeError as exc:  # MeasureError and its subclasses: user-facing messages
-            return self._error(inputs, task, failed(str(exc)), error_kind=type(exc).__name__)
+            where = getattr(exc, "measured_on", None)
+            extra = {"measured_on": where.as_dict()} if where is not None else {}
+            return self._error(inputs, task, failed(str(exc)), error_kind=type(exc).__name__, **extra)
         intensity = self._intensity(task)
         window_s = measurement.window_s if measurement.window_s > 0 else spec.window_s
         scaled = scale_measurement(
@@ -221,6 +243,6 @@ class Engine:
             carbon_g=scaled.carbon_g,
             energy_kwh=scaled.energy_kwh,
             grid_ci_g_per_kwh=scaled.carbon_intensity_g_per_kwh,
-            extra_data=measured_extra_data(task, intensity, measurement, scaled),
+            extra_data=measured_extra_data(task, intensity, measurement, scaled, measured_on=measured_on.as_dict()),
             timings={"load_s": measurement.load_s, "measure_s": measurement.measure_s},
         )

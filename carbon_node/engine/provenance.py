@@ -39,6 +39,9 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 | ``model_identity`` | which version of the model was measured: ``files:<digest>`` of a local directory's files, |
 |   | ``rev:<commit>`` of a hub snapshot (null on the ONNX path, or when it could not be told) |
 | ``measurement_notes`` | ``tracker`` only, when there are some: how the model was run (weights, synthetic input, ...) |
+| ``measured_on`` | ``tracker`` only: ``{host, hardware, matched, reason}``, where the window ran: ``local`` or a measure |
+|   | host's id, the hardware name that matched ``hw_description`` (else the host's first), whether one did, |
+|   | why that host (:class:`carbon_node.measure.placement.MeasuredOn`) |
 | ``onnx_file_present`` | ``onnx_hw_only`` only: whether ``model_path`` exists on this host (never read) |
 | ``units`` | units of the three published doubles |
 | ``warnings`` | input problems that did not stop the task (only when there are some), a place text not |
@@ -47,6 +50,7 @@ Added keys, present on every ``tracker`` and ``onnx_hw_only`` output (``null`` w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from carbon_node.core import base_extra_data
@@ -148,8 +152,10 @@ def onnx_extra_data(task: Task, intensity: Intensity, per_inference: PerInferenc
     return data
 
 
-def measured_extra_data(task: Task, intensity: Intensity, measurement: Measurement, scaled: Scaled) -> dict[str, Any]:
-    """``extra_data`` of a ``tracker`` output."""
+def measured_extra_data(
+    task: Task, intensity: Intensity, measurement: Measurement, scaled: Scaled, *, measured_on: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """``extra_data`` of a ``tracker`` output; ``measured_on``: where the window ran (``MeasuredOn.as_dict()``)."""
     data = base_extra_data(task.model, task.user_extra)
     data["mode"] = Mode.TRACKER.value
     data.update(_intensity_keys(intensity))
@@ -189,10 +195,12 @@ def measured_extra_data(task: Task, intensity: Intensity, measurement: Measureme
     notes = list(measurement.notes)
     if task.power_w > 0 and not scaled.hw_fallback:
         notes.append(
-            f"HWResource.power_consumption ({task.power_w:g} W) is not used: the energy was measured on this host"
+            f"HWResource.power_consumption ({task.power_w:g} W) is not used: the energy was measured (measured_on says where)"
             " (the HW power is used on the ONNX path, and when a window measures nothing)"
         )
     if notes:
         data["measurement_notes"] = notes
+    if measured_on is not None:
+        data["measured_on"] = dict(measured_on)
     data.update(_tail(task, intensity))
     return data

@@ -70,6 +70,9 @@ class Task:
     unsupported_models: tuple[str, ...] = ()
     hw_problem: str | None = None
     warnings: tuple[str, ...] = ()
+    hw_description: str = ""
+    """The hardware the HW provider selected (``HWResourceImpl.hw_description``): a measure host that has
+    it measures the task (:mod:`carbon_node.measure.hardware`)."""
     """Non-fatal input problems (invalid ``extra_data``), reported in the output's ``extra_data``."""
 
     @property
@@ -144,6 +147,7 @@ def decode_task(inputs: TaskInputs, latency_unit: LatencyUnit) -> Task:
         warnings.append(problem)
     model = _bounded("MLModel model", inputs.ml_model.model, warnings)
     model_path = _bounded("MLModel model_path", inputs.ml_model.model_path, warnings)
+    hw_description = _bounded("HWResource hw_description", inputs.hw.hw_description, warnings)
     region = _bounded("UserInput geo_location_region", inputs.user_input.geo_location_region, warnings)
     continent = _bounded("UserInput geo_location_continent", inputs.user_input.geo_location_continent, warnings)
     warnings.extend(extra_data_cuts(model, user_extra))
@@ -172,4 +176,5 @@ def decode_task(inputs: TaskInputs, latency_unit: LatencyUnit) -> Task:
         unsupported_models=unsupported,
         hw_problem=hw_problem,
         warnings=tuple(warnings),
+        hw_description=hw_description,
     )

@@ -11,7 +11,7 @@ Everything here is plain data that crosses a process boundary (picklable, no tor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from carbon_node.base import CarbonNodeError
 from carbon_node.measure.uncertainty import EnergyUncertainty
@@ -119,7 +119,7 @@ class Measurement:
     """The RAPL counters over the window (kWh, PUE included), when they were read."""
     torch_threads: int | None = None
     """torch's intra-op thread count in the worker during the window (the per-pass energy follows it)."""
-    power_model: dict[str, Any] | None = None
+    power_model: dict[str, str | int | float] | None = None
     """With ``energy_figure`` ``load_model``: the model's name, inputs and CPU power (see
     :meth:`carbon_node.measure.load_power.LoadPowerModel.describe`)."""
     uncertainty: EnergyUncertainty | None = None

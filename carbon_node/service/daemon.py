@@ -4,9 +4,10 @@ Start-up, in this order (so that NODE_IDLE is published well within 1.5 s of pro
 
 1. the measurement worker (:class:`~carbon_node.measure.client.WorkerMeasurer`) is started at once and
    warms up (imports torch, transformers, carbontracker) in its own process, in the background;
-2. the engine, the journal and the bus runtime are built; the runtime publishes INITIALIZING then IDLE;
-   then the engine starts loading the place resolver's data in a thread (a few hundred ms of CPU that
-   start-up does not wait for; a task that needs it first waits for it);
+2. the engine (with the measurement pool: :mod:`carbon_node.service.pool`, which joins the domain on a
+   participant of its own), the journal and the bus runtime are built; the runtime publishes
+   INITIALIZING then IDLE; then the engine starts loading the place resolver's data in a thread (a few
+   hundred ms of CPU that start-up does not wait for; a task that needs it first waits for it);
 3. metrics are served (when ``metrics_port`` is set) and systemd is told ``READY=1``.
 
 This process itself never imports torch, transformers or carbontracker: it only speaks DDS.
@@ -45,6 +46,7 @@ import structlog
 from carbon_node.base import CarbonNodeError, version
 from carbon_node.measure.protocol import Measurement, MeasureSpec
 from carbon_node.service.health import Heartbeat, heartbeat_path
+from carbon_node.service.metrics import POOL_STATS
 from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
 
@@ -115,6 +117,8 @@ class Daemon:
         self._ready = False
         self._stop_reason = ""
         self.measurer: Any = None
+        self.pool: Any = None
+        """Where measurements run: the pool of measure hosts, or only this host (:mod:`carbon_node.service.pool`)."""
         self.engine: Any = None
         self.journal: Journal | None = None
         self.runtime: Any = None
@@ -147,11 +151,15 @@ class Daemon:
             worker_restarts=lambda: _stat(self.measurer, "worker_restarts"),
             active=lambda: 0 if self._standby_view().get("role") == "standby" else 1,
             held=lambda: float(self._standby_view().get("held_tasks") or 0),
+            pool=lambda: {name: _stat(self.pool, name) for name in POOL_STATS},
         )
 
         from carbon_node.engine.engine import Engine
+        from carbon_node.service.pool import connect_pool, node_placer
 
-        self.engine = Engine(engine_config(s), ObservedMeasurer(self.measurer, self.metrics.observe_measurement))
+        observe = self.metrics.observe_measurement
+        self.pool = node_placer(s, ObservedMeasurer(self.measurer, observe), observe)
+        self.engine = Engine(engine_config(s), self.pool)
         self.journal = self._open_journal()
         from carbon_node.bus.upstream import LOADER_PATH_FIX, choose_bus, make_bus
 
@@ -165,6 +173,7 @@ class Daemon:
         from carbon_node.bus.standby import StandbyOptions
 
         self.node_id = new_node_id()
+        connect_pool(self.pool, s, self.node_id)  # discovery of the hosts goes on while the runtime starts
         standby = StandbyOptions(
             enabled=s.standby,
             node_id=self.node_id,
@@ -220,7 +229,15 @@ class Daemon:
             "bus": self.bus_kind,
             "standby": self._standby_view(),
             "settings": self.settings.public_dict(),
+            "measure_pool": self._describe_pool(),
         }
+
+    def _describe_pool(self) -> dict[str, Any]:
+        """The pool in ``describe``: the live hosts and the counts, or where every measurement runs."""
+        describe = getattr(self.pool, "describe", None)
+        if callable(describe):
+            return dict(describe())
+        return {"enabled": False, "local_hardware": list(getattr(self.pool, "hardware", ()))}
 
     def _standby_view(self) -> dict[str, Any]:
         """The node's role among the carbon nodes of its domain (see :mod:`carbon_node.bus.standby`)."""
@@ -370,6 +387,9 @@ class Daemon:
         if self.runtime is not None:
             clean = bool(self.runtime.stop(timeout_s=s.shutdown_timeout_s))
         self.heartbeat.remove()
+        close_pool = getattr(self.pool, "close", None)
+        if callable(close_pool):
+            close_pool()
         if self.measurer is not None:
             self.measurer.close(timeout_s=WORKER_CLOSE_TIMEOUT_S)
         close_journal = getattr(self.journal, "close", None)

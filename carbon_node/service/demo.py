@@ -4,7 +4,7 @@
 2. start ``carbon-node run`` in a child process on a private DDS domain, on loopback unless
    ``CYCLONEDDS_URI`` is set, with a throw-away state directory (without readable RAPL counters the
    window's power is carbontracker's CPU TDP-table estimate, and the table says so);
-3. send it one task through the bus as the orchestrator would (:func:`carbon_node.bus.orchestrator.send_task`);
+3. send it one task through the bus as the orchestrator would (:func:`carbon_node.bus.send_task.send_task`);
 4. print the answer as a table, stop the node with SIGTERM and check that it exited 0.
 """
 
@@ -121,7 +121,7 @@ def _stop(node: subprocess.Popen[bytes]) -> int:
 
 def run_demo(loaded: LoadedSettings, *, timeout_s: float, as_json: bool, out: TextIO) -> int:
     """Run the demo; 0 when the node answered with a measured result and stopped cleanly."""
-    from carbon_node.bus.orchestrator import format_result, send_task
+    from carbon_node.bus.send_task import format_result, send_task
     from carbon_node.measure.tiny import build_tiny_text_model
 
     domain_id = demo_domain(loaded)

@@ -322,6 +322,43 @@ def _check_upstream(report: Report, settings: Settings) -> None:
         report.add("upstream", "sustainml_py", "ok", f"run uses {choice.kind}: {choice.reason}")
 
 
+POOL_LISTEN_S = 1.5
+"""Seconds ``doctor`` listens for measure hosts on the domain (skipped with ``--quick``)."""
+
+
+def _check_pool(report: Report, settings: Settings, quick: bool) -> None:
+    """The measurement pool: this host's hardware names, whether the node uses the pool, who is live."""
+    from carbon_node.service.pool import host_names, live_hosts
+
+    names = host_names(settings)
+    report.add("pool", "hardware", "ok", f"this host answers to: {'; '.join(names) or 'no names'}", hardware=names)
+    if not settings.measure_pool:
+        report.add("pool", "measure_pool", "ok", "off: every measurement on this host")
+        return
+    report.add(
+        "pool",
+        "measure_pool",
+        "ok",
+        f"on: a task goes to a live measure host with the hardware of its hw_description (on failure: {settings.pool_fallback})",
+    )
+    if quick:
+        return
+    try:
+        hosts = live_hosts(settings.domain_id, POOL_LISTEN_S)
+    except Exception as exc:  # the DDS check above says more; this one only lists hosts
+        report.add("pool", "hosts", "warn", f"cannot list the measure hosts: {exc}")
+        return
+    listing = "; ".join(f"{h['host_id']} ({', '.join(h['hardware'])}, {h['state']})" for h in hosts)
+    detail = (
+        f"{len(hosts)} live measure host(s) on domain {settings.domain_id}: {listing}"
+        if hosts
+        else (
+            f"no live measure host on domain {settings.domain_id} (heard for {POOL_LISTEN_S:g} s): every measurement on this host"
+        )
+    )
+    report.add("pool", "hosts", "ok", detail, hosts=hosts)
+
+
 def _check_dirs(report: Report, settings: Settings, sources: Mapping[str, str]) -> None:
     """The check ``carbon-node run`` makes before it starts (:mod:`carbon_node.service.dirs`), without
     creating anything: a directory it cannot use stops the node with exit status 2."""
@@ -348,6 +385,7 @@ def run_checks(
     _check_dds(report, settings, sys_root)
     _check_nodes(report, settings, quick)
     _check_upstream(report, settings)
+    _check_pool(report, settings, quick)
     _check_dirs(report, settings, sources or {})
     return report
 

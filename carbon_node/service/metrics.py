@@ -13,11 +13,16 @@ gets its own registry, so tests and embedding applications can run several.
 | ``carbon_node_worker_restarts_total`` | gauge (read on scrape) | measurement worker replacements |
 | ``carbon_node_pending_tasks`` | gauge (read on scrape) | incomplete tasks waiting for their inputs |
 | ``carbon_node_in_flight_tasks`` | gauge (read on scrape) | accepted tasks not answered yet (queued or running) |
+| ``carbon_node_pool_hosts`` | gauge (read on scrape) | live measure hosts of the pool |
+| ``carbon_node_pool_remote_measurements_total`` | gauge (read on scrape) | measurements made by measure hosts |
+| ``carbon_node_pool_fallbacks_total`` | gauge (read on scrape) | measurements moved to this host after a measure host failed |
+| ``carbon_node_pool_errors_total`` | gauge (read on scrape) | tasks answered ``error`` after a measure host failed |
+| ``carbon_node_pool_late_replies_total`` | gauge (read on scrape) | replies after their request was given up (dropped) |
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -26,11 +31,25 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from carbon_node.core import TaskOutput
 from carbon_node.measure.protocol import Measurement
 
-__all__ = ["NodeMetrics", "task_seconds"]
+__all__ = ["POOL_STATS", "NodeMetrics", "task_seconds"]
 
 log = structlog.get_logger(__name__)
 
+POOL_STATS = {
+    "pool_hosts": ("carbon_node_pool_hosts", "Live measure hosts of the pool"),
+    "pool_remote_measurements": ("carbon_node_pool_remote_measurements_total", "Measurements made by measure hosts"),
+    "pool_fallbacks": ("carbon_node_pool_fallbacks_total", "Measurements moved to this host after a measure host failed"),
+    "pool_errors": ("carbon_node_pool_errors_total", "Tasks answered error after a measure host failed"),
+    "pool_late_replies": ("carbon_node_pool_late_replies_total", "Measure host replies after their request was given up"),
+}
+"""The pool's numbers (``PoolMeasurer.stats()`` keys) and their metric names and help texts."""
+
 _DURATION_BUCKETS_S = (0.005, 0.05, 0.25, 1.0, 2.5, 5.0, 10.0, 30.0, 75.0, 300.0, 900.0)
+
+
+def _reader(source: Callable[[], Mapping[str, float]], key: str) -> Callable[[], float]:
+    """A gauge's function: ``key`` of what ``source`` returns at scrape time (0 when absent)."""
+    return lambda: float(source().get(key, 0.0))
 
 
 def task_seconds(output: TaskOutput) -> float:
@@ -56,6 +75,7 @@ class NodeMetrics:
         worker_restarts: Callable[[], float] = lambda: 0,
         active: Callable[[], float] = lambda: 1,
         held: Callable[[], float] = lambda: 0,
+        pool: Callable[[], Mapping[str, float]] = dict,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.registry = CollectorRegistry() if registry is None else registry
@@ -88,6 +108,8 @@ class NodeMetrics:
         active_gauge.set_function(lambda: float(active()))
         held_gauge = Gauge("carbon_node_standby_held_tasks", "Tasks a standby holds for a takeover", registry=self.registry)
         held_gauge.set_function(lambda: float(held()))
+        for key, (name, text) in POOL_STATS.items():
+            Gauge(name, text, registry=self.registry).set_function(_reader(pool, key))
         self._server: Any = None
         self._by_mode: dict[str, Any] = {}
         """``tasks`` children per mode: ``labels()`` costs a lookup through its arguments every call."""

@@ -186,6 +186,25 @@ class Settings(BaseSettings):
         "CPU power without an energy counter: load_model (the TDP-to-load curve at the worker's CPU load, for its "
         "share of the socket) or carbontracker (its 50 % of TDP, upstream's figure)",
     )
+    # Measurement pool (README: "A pool of measure hosts")
+    measure_pool: bool = _field(
+        True,
+        "CARBON_NODE_MEASURE_POOL",
+        "measure each task on a live measure host (carbon-node serve-measurements, same DDS domain) whose hardware "
+        "matches its hw_description; off: every measurement on this host",
+    )
+    pool_fallback: Literal["local", "error"] = _field(
+        "local",
+        "CARBON_NODE_POOL_FALLBACK",
+        "when the chosen measure host fails (gone, no reply within task_timeout_s, cannot load the model): measure "
+        "on this host (local) or answer mode error naming the host (error)",
+    )
+    hardware_names: str = _field(
+        "",
+        "CARBON_NODE_HARDWARE_NAMES",
+        "comma-separated names this host's hardware answers to, besides its detected CPU and GPU models (a measure "
+        "host announces them; tasks whose hw_description matches one are measured there)",
+    )
     # Service
     state_dir: Path = _field(
         None, "CARBON_NODE_STATE_DIR", "journal and per-task scratch; default $STATE_DIRECTORY or the user's state dir"
@@ -230,6 +249,11 @@ class Settings(BaseSettings):
     def allowed_model_dirs(self) -> tuple[str, ...]:
         """``model_dirs`` as a tuple of directory paths (empty: any directory)."""
         return tuple(part.strip() for part in self.model_dirs.split(":") if part.strip())
+
+    @property
+    def hardware_name_list(self) -> tuple[str, ...]:
+        """``hardware_names`` as a tuple of names (blanks dropped)."""
+        return tuple(" ".join(part.split()) for part in self.hardware_names.split(",") if part.strip())
 
     @property
     def simulated_power(self) -> bool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -189,3 +191,51 @@ def test_an_unreadable_upstream_input_still_gets_a_valid_error_output(fake_upstr
     assert data["mode"] == "error" and "SWIG read failed" in data["error"]
     assert data["num_outputs"] >= 1 and data["model_restrains"] == ["gpt2"]
     runtime.stop(5.0)
+
+
+class QueuedHandler:
+    """Every task is a measurement of 0.3 s on the queue its model names ("a1" and "a2" on "a", "b1" on "b")."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+        self.at_once = 0
+        self.most_at_once = 0
+
+    def lane(self, inputs: TaskInputs) -> Lane:
+        return Lane.MEASURE
+
+    def measure_queue(self, inputs: TaskInputs) -> str:
+        assert inputs.ml_model is not None
+        return inputs.ml_model.model[0]
+
+    def handle(self, inputs: TaskInputs) -> TaskOutput:
+        queue = self.measure_queue(inputs)
+        with self.lock:
+            self.running[queue] = self.running.get(queue, 0) + 1
+            self.most[queue] = max(self.most.get(queue, 0), self.running[queue])
+            self.at_once += 1
+            self.most_at_once = max(self.most_at_once, self.at_once)
+        time.sleep(0.3)
+        with self.lock:
+            self.running[queue] -= 1
+            self.at_once -= 1
+        assert inputs.ml_model is not None
+        return TaskOutput(inputs.task_id, 1.0, 1.0, 1.0, {**base_extra_data(inputs.ml_model.model, {}), "mode": "tracker"})
+
+    def fail(self, inputs: TaskInputs, message: str) -> TaskOutput:
+        return error_output(inputs, message)
+
+
+def test_measure_queues_run_side_by_side_on_the_upstream_bus_each_one_at_a_time(fake_upstream: ModuleType) -> None:
+    handler = QueuedHandler()
+    runtime, node = start_upstream(handler, fake_upstream)  # type: ignore[arg-type]
+    threads = [threading.Thread(target=node.deliver, args=accessor_task(fake_upstream, model)) for model in ("a1", "a2", "b1")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10.0)
+    assert handler.most == {"a": 1, "b": 1}
+    assert handler.most_at_once == 2
+    assert runtime.stop(5.0)

@@ -15,7 +15,7 @@ from carbon_node.cli import build_parser
 from carbon_node.service.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-SUBCOMMANDS = ("run", "send-task", "estimate", "doctor", "config", "demo")
+SUBCOMMANDS = ("run", "send-task", "estimate", "doctor", "config", "demo", "serve-measurements", "hosts")
 
 
 def carbon_node(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -148,3 +148,13 @@ def test_describe_and_the_idle_log_name_the_bus_in_use_not_auto(tmp_path: Path, 
     idle = next(r for r in records if r["event"] == "node.idle")
     assert described["bus"] == idle["bus"] == resolve_bus_kind("auto") != "auto"
     assert described["settings"]["bus"] == "auto"  # the setting itself, as configured
+
+
+def test_send_task_sends_the_users_place_and_the_node_resolves_it(node_in_hours: int, onnx_file: Path) -> None:
+    done = send(
+        node_in_hours, "--model", "m", "--model-path", str(onnx_file), "--latency", "1", "--region", "California", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    extra = json.loads(done.stdout)["extra_data"]
+    assert extra["grid_ci_zone"] == "US-CA"
+    assert extra["grid_ci_match"]["text"] == "California"

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from carbon_node import CarbonFootprintNode
-from carbon_node.bus.orchestrator import NodeNotSeen, Orchestrator, format_result, send_task
+from carbon_node.bus.orchestrator import NodeNotSeen, Orchestrator
+from carbon_node.bus.send_task import format_result, send_task
 from carbon_node.core import TaskId
 from carbon_node.wire import HWResourceImpl, MLModelImpl, Status, UserInputImpl
 

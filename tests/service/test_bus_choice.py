@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from carbon_node.bus.cyclone import BusError
-from carbon_node.bus.orchestrator import send_task
+from carbon_node.bus.send_task import send_task
 from carbon_node.bus.upstream import choose_bus, make_bus, probe_upstream
 from tests.service.test_daemon import EXIT_TIMEOUT_S
 

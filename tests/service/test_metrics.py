@@ -87,3 +87,19 @@ def test_pending_in_flight_and_worker_restarts_are_read_at_scrape_time(served: t
 def test_the_endpoint_binds_loopback_only(served: tuple[NodeMetrics, int]) -> None:
     metrics, _ = served
     assert metrics._server.server_address[0] == "127.0.0.1"
+
+
+def test_the_pools_numbers_are_read_at_scrape_time_and_absent_ones_read_zero() -> None:
+    pool = {"pool_hosts": 2.0, "pool_remote_measurements": 7.0, "pool_fallbacks": 1.0}
+    metrics = NodeMetrics(pool=lambda: pool)
+    port = metrics.serve(0, "127.0.0.1")
+    try:
+        samples = scrape(port)
+        assert samples["carbon_node_pool_hosts"] == 2
+        assert samples["carbon_node_pool_remote_measurements_total"] == 7
+        assert samples["carbon_node_pool_fallbacks_total"] == 1
+        assert samples["carbon_node_pool_errors_total"] == 0 and samples["carbon_node_pool_late_replies_total"] == 0
+        pool["pool_hosts"] = 0.0  # a host went away
+        assert scrape(port)["carbon_node_pool_hosts"] == 0
+    finally:
+        metrics.close()
