@@ -92,6 +92,7 @@ def spec_template(settings: Settings) -> MeasureSpec:
         load_timeout_s=settings.model_load_timeout_s,
         sim_cpu_tdp_w=settings.sim_cpu_tdp_w,
         sim_cpu_util=settings.sim_cpu_util,
+        cpu_power_model=settings.cpu_power_model,
     )
 
 

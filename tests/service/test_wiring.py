@@ -30,3 +30,10 @@ def test_the_worker_measurer_takes_its_bounds_and_caches_from_the_settings(tmp_p
     measurer = worker_measurer(settings, tmp_path / "scratch")
     assert measurer.task_timeout_s == 12.0
     assert measurer.measure_cache_ttl_s == 5.0
+
+
+def test_a_measure_host_measures_with_its_own_cpu_power_model() -> None:
+    from carbon_node.service.pool import spec_template
+
+    assert spec_template(Settings()).cpu_power_model == "load_model"
+    assert spec_template(Settings(cpu_power_model="carbontracker")).cpu_power_model == "carbontracker"
