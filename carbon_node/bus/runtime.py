@@ -149,10 +149,12 @@ class NodeRuntime:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 30.0, meanwhile: Callable[[], None] | None = None) -> None:
         """Create the DDS entities, publish NODE_INITIALIZING then NODE_IDLE; return once IDLE is published.
 
-        Raises :class:`BusError` if that does not happen within ``timeout_s`` seconds.
+        ``meanwhile`` runs on the calling thread while the entities are built on another (and a standby
+        node listens for the others): start-up work that the bus does not wait for. Raises
+        :class:`BusError` if IDLE is not published within ``timeout_s`` seconds.
         """
         if self._started:
             raise BusError("node runtime already started")
@@ -170,6 +172,12 @@ class NodeRuntime:
 
         builder = threading.Thread(target=build, name="carbon-bus-start", daemon=True)
         builder.start()
+        if meanwhile is not None:
+            try:
+                meanwhile()
+            except BaseException:
+                done.wait(timeout_s)  # let the build end before the caller tears it down
+                raise
         if not done.wait(timeout_s):
             raise BusError(f"node did not reach NODE_IDLE within {timeout_s:g} s")
         if failure:

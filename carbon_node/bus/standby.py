@@ -45,7 +45,7 @@ __all__ = ["DECISION_GRACE_S", "Role", "Standby", "StandbyOptions", "StandbyView
 
 log = structlog.get_logger(__name__)
 
-DECISION_GRACE_S = 0.3
+DECISION_GRACE_S = 0.2
 """Seconds a starting node listens before it decides whether it is active (discovery on a LAN or on
 loopback takes tens of milliseconds; the setting ``standby_grace_s`` raises it for slower networks)."""
 

@@ -70,7 +70,7 @@ _HEARTBEAT_POLL_S = 1.0
 class Bus(Protocol):
     """What the service needs from a bus: start, stop, and counters."""
 
-    def start(self, timeout_s: float = ...) -> None: ...
+    def start(self, timeout_s: float = ..., meanwhile: Callable[[], None] | None = ...) -> None: ...
 
     def stop(self, timeout_s: float = ...) -> bool: ...
 
@@ -292,9 +292,11 @@ class UpstreamRuntime:
         self._node_class: Any = None
         self._spin_thread: threading.Thread | None = None
 
-    def start(self, timeout_s: float = 30.0) -> None:
+    def start(self, timeout_s: float = 30.0, meanwhile: Callable[[], None] | None = None) -> None:
         """Create the upstream node and spin it on a thread; with ``standby`` options, once the standby
-        rule makes this node active (:mod:`carbon_node.bus.presence`)."""
+        rule makes this node active (:mod:`carbon_node.bus.presence`). ``meanwhile`` runs first."""
+        if meanwhile is not None:
+            meanwhile()
         try:
             module = importlib.import_module(UPSTREAM_MODULE)
         except ImportError as exc:

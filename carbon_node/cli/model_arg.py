@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from carbon_node.core import NO_MODEL
 from carbon_node.service.settings import SettingsError
 
 __all__ = ["ModelArgument", "model_argument"]
@@ -30,6 +29,8 @@ class ModelArgument:
 def model_argument(text: str) -> ModelArgument:
     """``text`` as a command's model argument (see the module docstring); raises :class:`SettingsError`
     (exit status 2) for a relative path that names no directory here."""
+    from carbon_node.core import NO_MODEL  # here: core brings the DDS types, which `run` imports after its worker starts
+
     if text == NO_MODEL or not text.strip():
         return ModelArgument(text)
     path = Path(text).expanduser()

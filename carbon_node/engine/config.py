@@ -9,9 +9,10 @@ arithmetic. The defaults are those of the node's settings (a test keeps them equ
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from carbon_node.core import LatencyUnit
+if TYPE_CHECKING:  # core brings the DDS types: ``carbon-node run`` reads this before its worker starts
+    from carbon_node.core import LatencyUnit
 
 __all__ = ["EngineConfig", "PerInferenceMethod"]
 

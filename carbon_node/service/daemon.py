@@ -46,7 +46,6 @@ import structlog
 from carbon_node.base import CarbonNodeError, version
 from carbon_node.measure.protocol import Measurement, MeasureSpec
 from carbon_node.service.health import Heartbeat, heartbeat_path
-from carbon_node.service.metrics import POOL_STATS
 from carbon_node.service.settings import Settings
 from carbon_node.service.systemd import Notifier
 
@@ -143,7 +142,7 @@ class Daemon:
         self.measurer = worker_measurer(s, scratch_dir)
         self.measurer.start()
         # Everything else is imported once the worker runs: it imports torch meanwhile, on another core.
-        from carbon_node.service.metrics import NodeMetrics
+        from carbon_node.service.metrics import POOL_STATS, NodeMetrics
 
         self.metrics = NodeMetrics(
             pending=lambda: self.runtime.stats().pending if self.runtime is not None else 0,
@@ -154,6 +153,10 @@ class Daemon:
             pool=lambda: {name: _stat(self.pool, name) for name in POOL_STATS},
         )
 
+        # Metrics first: a port clash fails start-up before the bus announces the node, and a client
+        # that saw IDLE can scrape at once.
+        if s.metrics_port is not None:
+            self.metrics.serve(s.metrics_port, s.metrics_host)
         from carbon_node.engine.engine import Engine
         from carbon_node.service.pool import connect_pool, node_placer
 
@@ -173,7 +176,6 @@ class Daemon:
         from carbon_node.bus.standby import StandbyOptions
 
         self.node_id = new_node_id()
-        connect_pool(self.pool, s, self.node_id)  # discovery of the hosts goes on while the runtime starts
         standby = StandbyOptions(
             enabled=s.standby,
             node_id=self.node_id,
@@ -192,11 +194,8 @@ class Daemon:
             standby=standby,
             on_role=self._on_role,
         )
-        # Metrics first: a port clash fails start-up before the bus announces the node, and a client
-        # that saw IDLE can scrape at once.
-        if s.metrics_port is not None:
-            self.metrics.serve(s.metrics_port, s.metrics_host)
-        self.runtime.start(timeout_s=START_TIMEOUT_S)
+        # The pool's hosts are discovered while the bus starts (and a standby listens for the other nodes).
+        self.runtime.start(timeout_s=START_TIMEOUT_S, meanwhile=lambda: connect_pool(self.pool, s, self.node_id))
         self.engine.warm_up()  # the place resolver's data, in the background: after IDLE, not before
         view = self._standby_view()
         log.info(

@@ -23,13 +23,14 @@ gets its own registry, so tests and embedding applications can run several.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from carbon_node.core import TaskOutput
-from carbon_node.measure.protocol import Measurement
+if TYPE_CHECKING:  # core brings the DDS types: the daemon serves metrics before it imports them
+    from carbon_node.core import TaskOutput
+    from carbon_node.measure.protocol import Measurement
 
 __all__ = ["POOL_STATS", "NodeMetrics", "task_seconds"]
 

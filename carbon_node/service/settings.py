@@ -99,7 +99,7 @@ class Settings(BaseSettings):
         "and take over when it is gone (off: always answer, as upstream nodes do)",
     )
     standby_grace_s: float = _field(
-        0.3,
+        0.2,
         "CARBON_NODE_STANDBY_GRACE_S",
         "seconds a starting node listens for the carbon nodes already on the domain before it decides to answer; "
         "raise it where discovery is slow (unicast peer lists across routed networks)",
