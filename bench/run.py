@@ -495,7 +495,9 @@ def phase_places(bench: Bench, kind: str) -> None:
     if kind == "carbon-node":
         started = time.perf_counter()
         source = PlaceIntensity()
-        source.data()
+        data = source.data()
+        if data is not None:
+            data.resolver.index.warm()  # the loader's last step (the typo index): a task arriving later pays none of it
         bench.record("places_load_s", kind, time.perf_counter() - started)
         lookup = source.lookup
     else:
@@ -606,7 +608,7 @@ ROWS: list[Row] = [
     Row("rtt_real_model_first_s", "Round trip, MiniLM-L6 (22M), first (s)"),
     Row("rtt_real_model_repeated_s", "Round trip, MiniLM-L6 (22M), repeated, cache on (s)"),
     Row("start_to_idle_s", "Process start to NODE_IDLE received (s)", "<= 1.0", lambda v, _: v <= 1.0),
-    Row("places_load_s", "Place resolver data load, in the background after start (s)"),
+    Row("places_load_s", "Place resolver data load with its typo index, in the background after start (s)"),
     Row(
         "place_lookup_cold_us",
         "Grid lookup per task, text not read before (us; baseline column: the country-table lookup it replaces)",

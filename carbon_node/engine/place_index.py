@@ -21,13 +21,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import struct
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from carbon_node.engine.grid_zones import aws_regions, data_text, gcp_regions, zone_names
-from carbon_node.engine.place_text import edit_distance, fold, name_variants
+from carbon_node.engine.place_text import edit_distance, fold, letter_mask, name_variants
 
 __all__ = ["Candidate", "Place", "PlaceIndex", "pycountry_root"]
 
@@ -157,7 +158,9 @@ class PlaceIndex:
     alpha3: dict[str, str] = field(default_factory=dict)
     subdivisions: dict[str, Place] = field(default_factory=dict)
     country_population: dict[str, int] = field(default_factory=dict)
-    _fuzzy: dict[tuple[int, str], list[str]] | None = None
+    _fuzzy: dict[tuple[int, str], list[tuple[int, str]]] | None = None
+    _fuzzy_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    """One build of the typo index: a lookup during the loader's :meth:`warm` waits for it, not a second build."""
 
     def add(self, key: str, candidate: Candidate) -> None:
         if key:
@@ -301,12 +304,12 @@ class PlaceIndex:
         buckets = self._fuzzy_buckets()
         limit = 1 if len(key) < 9 else 2
         found: dict[str, int] = {}
-        letters = set(key)
+        letters, most_changed = letter_mask(key), 2 * limit
         for length in range(len(key) - limit, len(key) + limit + 1):
             for letter in {key[0], key[-1]}:
-                for other in buckets.get((length, letter), ()):
+                for mask, other in buckets.get((length, letter), ()):
                     # Each edit changes the set of letters by at most two: a cheap bound before the distance.
-                    if other not in found and len(letters.symmetric_difference(other)) <= 2 * limit:
+                    if (mask ^ letters).bit_count() <= most_changed and other not in found:
                         distance = edit_distance(key, other, limit)
                         if distance <= limit:
                             found[other] = distance
@@ -324,17 +327,22 @@ class PlaceIndex:
         """Build the typo index now (the loader does, after the rest, so that no task pays for it)."""
         self._fuzzy_buckets()
 
-    def _fuzzy_buckets(self) -> dict[tuple[int, str], list[str]]:
-        if self._fuzzy is None:
-            buckets: dict[tuple[int, str], list[str]] = defaultdict(list)
-            big = {
-                key
-                for key, rows in self.city_keys.items()
-                if any(self.city_rows[r if r >= 0 else ~r][3] >= FUZZY_CITY_MIN_POPULATION for r in rows)
-            }
-            for key in [*self.keys, *big]:
-                if len(key) >= FUZZY_MIN_LENGTH - 1:
-                    for letter in {key[0], key[-1]}:
-                        buckets[(len(key), letter)].append(key)
-            self._fuzzy = {bucket: list(dict.fromkeys(keys)) for bucket, keys in buckets.items()}
-        return self._fuzzy
+    def _fuzzy_buckets(self) -> dict[tuple[int, str], list[tuple[int, str]]]:
+        with self._fuzzy_lock:
+            if self._fuzzy is None:
+                self._fuzzy = self._build_fuzzy_buckets()
+            return self._fuzzy
+
+    def _build_fuzzy_buckets(self) -> dict[tuple[int, str], list[tuple[int, str]]]:
+        """(length, first or last letter) -> (letter mask, key) of every key a typo may be compared with."""
+        buckets: dict[tuple[int, str], list[str]] = defaultdict(list)
+        big = {
+            key
+            for key, rows in self.city_keys.items()
+            if any(self.city_rows[r if r >= 0 else ~r][3] >= FUZZY_CITY_MIN_POPULATION for r in rows)
+        }
+        for key in [*self.keys, *big]:
+            if len(key) >= FUZZY_MIN_LENGTH - 1:
+                for letter in {key[0], key[-1]}:
+                    buckets[(len(key), letter)].append(key)
+        return {bucket: [(letter_mask(key), key) for key in dict.fromkeys(keys)] for bucket, keys in buckets.items()}

@@ -75,22 +75,47 @@ def name_variants(name: str) -> list[str]:
     return list(dict.fromkeys(v.strip() for v in variants if v.strip()))
 
 
+def letter_mask(text: str) -> int:
+    """The letters of ``text`` as bits (a character's code modulo 61: two characters may share a bit). The
+    bits two texts differ in are at most the letters one has and the other lacks, so at most two per edit:
+    a bound that :func:`edit_distance` need not be called to check."""
+    mask = 0
+    for character in set(text):
+        mask |= 1 << (ord(character) % 61)
+    return mask
+
+
 def edit_distance(a: str, b: str, limit: int) -> int:
     """Optimal string alignment distance (insertions, deletions, substitutions, adjacent
-    transpositions) between ``a`` and ``b``, or ``limit + 1`` as soon as it must exceed ``limit``."""
+    transpositions) between ``a`` and ``b``, or ``limit + 1`` as soon as it must exceed ``limit``.
+
+    The shared beginning and end are cut first (they cost nothing), and only the cells within
+    ``limit`` of the diagonal are computed: a cell farther out is already more than ``limit``."""
+    start = 0
+    while start < len(a) and start < len(b) and a[start] == b[start]:
+        start += 1
+    end_a, end_b = len(a), len(b)
+    while end_a > start and end_b > start and a[end_a - 1] == b[end_b - 1]:
+        end_a, end_b = end_a - 1, end_b - 1
+    a, b = a[start:end_a], b[start:end_b]
     if abs(len(a) - len(b)) > limit:
         return limit + 1
+    if not a or not b:
+        return max(len(a), len(b))
+    over = limit + 1
     previous2: list[int] = []
-    previous = list(range(len(b) + 1))
+    previous = [j if j <= limit else over for j in range(len(b) + 1)]
     for i, ca in enumerate(a, 1):
-        current = [i] + [0] * len(b)
-        for j, cb in enumerate(b, 1):
-            cost = 0 if ca == cb else 1
-            value = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+        low, high = max(1, i - limit), min(len(b), i + limit)
+        current = [over] * (len(b) + 1)
+        current[0] = i if i <= limit else over
+        for j in range(low, high + 1):
+            cb = b[j - 1]
+            value = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
             if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
                 value = min(value, previous2[j - 2] + 1)
-            current[j] = value
-        if min(current) > limit:
-            return limit + 1
+            current[j] = min(value, over)
+        if min(current[low - 1 : high + 1]) > limit:
+            return over
         previous2, previous = previous, current
-    return previous[-1] if previous[-1] <= limit else limit + 1
+    return previous[-1] if previous[-1] <= limit else over

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import time
 from collections import Counter
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from carbon_node.engine.grid_zones import LB_PER_MWH_TO_G_PER_KWH, data_text, sources
 from carbon_node.engine.intensity import IntensityChain, default_intensity_source
-from carbon_node.engine.place_text import edit_distance, fold, name_variants, split_parts
+from carbon_node.engine.place_text import edit_distance, fold, letter_mask, name_variants, split_parts
 from carbon_node.engine.places import PlaceIntensity
 from carbon_node.engine.task import Location
 
@@ -205,3 +206,43 @@ def test_parts_split_on_separators_and_names_have_their_iso_variants() -> None:
 )
 def test_edit_distance_counts_a_transposition_as_one_and_stops_past_its_limit(a: str, b: str, distance: int) -> None:
     assert edit_distance(a, b, 1) == distance
+
+
+def _full_osa_distance(a: str, b: str) -> int:
+    """The textbook table (every cell, nothing cut): what the banded, trimmed one must agree with."""
+    table = [[i + j if i == 0 or j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + (a[i - 1] != b[j - 1]))
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                table[i][j] = min(table[i][j], table[i - 2][j - 2] + 1)
+    return table[-1][-1]
+
+
+def _typo(rng: random.Random, text: str, alphabet: str) -> str:
+    letters = list(text)
+    for _ in range(rng.randint(0, 3)):
+        at = rng.randint(0, max(0, len(letters) - 1))
+        edit = rng.choice("sidt")
+        if edit == "s" and letters:
+            letters[at] = rng.choice(alphabet)
+        elif edit == "i":
+            letters.insert(at, rng.choice(alphabet))
+        elif edit == "d" and letters:
+            del letters[at]
+        elif edit == "t" and at < len(letters) - 1:
+            letters[at], letters[at + 1] = letters[at + 1], letters[at]
+    return "".join(letters)
+
+
+def test_edit_distance_and_the_letter_mask_bound_agree_with_the_full_table_on_random_typos() -> None:
+    rng = random.Random(7)
+    for n in range(4000):
+        alphabet = "abc" if n % 2 else "abcdefgh "  # few letters: many shared beginnings, ends and transpositions
+        a = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 10)))
+        b = _typo(rng, a, alphabet)
+        full = _full_osa_distance(a, b)
+        for limit in (0, 1, 2, 3):
+            assert edit_distance(a, b, limit) == min(full, limit + 1), (a, b, limit)
+        # The typo index skips a key when the mask differs in more than two bits per allowed edit.
+        assert (letter_mask(a) ^ letter_mask(b)).bit_count() <= 2 * full, (a, b)
